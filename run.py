@@ -1,0 +1,112 @@
+#!/usr/bin/env python
+"""sdpo-exp: the single entry point. `python run.py --help` lists the config groups."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig
+
+from sdpo_exp.config.check import check_overrides
+from sdpo_exp.config.help import help_text
+from sdpo_exp.config.registry import register_configs
+from sdpo_exp.errors import ConfigError
+
+CONF_DIR = Path(__file__).resolve().parent / "conf"
+
+# Hydra flags that take a value, and flags after which our own config check does not apply.
+_FLAGS_WITH_VALUE = {
+    "--cfg",
+    "-c",
+    "--package",
+    "-p",
+    "--config-path",
+    "-cp",
+    "--config-name",
+    "-cn",
+    "--config-dir",
+    "-cd",
+    "--experimental-rerun",
+    "--info",
+    "-i",
+}
+_UNCHECKED = {
+    "--config-path",
+    "-cp",
+    "--config-name",
+    "-cn",
+    "--config-dir",
+    "-cd",
+    "--experimental-rerun",
+    "--info",
+    "-i",
+    "--shell-completion",
+    "-sc",
+    "--hydra-help",
+    "--version",
+}
+
+
+def _overrides(argv: list[str]) -> list[str] | None:
+    """The overrides in `argv`, or None when a flag makes our pre-check inapplicable."""
+    overrides, skip_next = [], False
+    for arg in argv:
+        if skip_next:
+            skip_next = False
+            continue
+        name = arg.split("=", 1)[0]
+        if name in _UNCHECKED:
+            return None
+        if arg.startswith("-"):
+            skip_next = name in _FLAGS_WITH_VALUE and "=" not in arg
+            continue
+        overrides.append(arg)
+    return overrides
+
+
+@hydra.main(version_base=None, config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> Any:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from sdpo_exp.tasks.runner import execute
+
+    hydra_cfg = HydraConfig.get()
+    try:
+        metrics = execute(cfg, Path(hydra_cfg.runtime.output_dir))
+    except Exception:
+        # Already logged with its cause by the task wrapper; a single run just exits non-zero,
+        # a sweep lets its launcher see the failure.
+        if hydra_cfg.mode == RunMode.RUN:
+            sys.exit(1)
+        raise
+    if cfg.optimized_metric:
+        if cfg.optimized_metric not in metrics:
+            raise ConfigError(
+                f"optimized_metric '{cfg.optimized_metric}' is not among the final metrics: {sorted(metrics)}"
+            )
+        return float(metrics[cfg.optimized_metric])
+    return metrics
+
+
+def cli() -> None:
+    register_configs()
+    argv = sys.argv[1:]
+    if "--help" in argv or "-h" in argv:
+        sys.stdout.write(help_text(CONF_DIR))
+        return
+    overrides = _overrides(argv)
+    if overrides is not None:
+        try:
+            check_overrides(CONF_DIR, overrides)
+        except ConfigError as exc:
+            sys.stderr.write(f"error: {exc}\n")
+            sys.exit(2)
+    main()
+
+
+if __name__ == "__main__":
+    cli()

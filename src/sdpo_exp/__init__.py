@@ -1,0 +1,1 @@
+"""SDPO from user interactions."""

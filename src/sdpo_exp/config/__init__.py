@@ -1,0 +1,1 @@
+"""Configuration: schemas, registration with Hydra, one-line validation errors, help."""

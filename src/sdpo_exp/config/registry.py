@@ -1,0 +1,43 @@
+"""Registration of structured-config schemas with Hydra's ConfigStore."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+from typing import TypeVar
+
+from hydra.core.config_store import ConfigStore
+
+T = TypeVar("T")
+
+SCHEMA_ROOT = "schema"
+_registered: dict[tuple[str, str], type] = {}
+
+
+def schema(group: str, name: str) -> Callable[[type[T]], type[T]]:
+    """Class decorator: register a dataclass as the schema ``/schema/<group>/<name>``."""
+
+    def wrap(cls: type[T]) -> type[T]:
+        _registered[(group, name)] = cls
+        return cls
+
+    return wrap
+
+
+def registered_schemas() -> dict[tuple[str, str], type]:
+    return dict(_registered)
+
+
+def register_configs() -> None:
+    """Import every schema module and store the schemas and the root config in the ConfigStore."""
+    from sdpo_exp.config import schemas
+
+    for mod in pkgutil.iter_modules(schemas.__path__):
+        importlib.import_module(f"{schemas.__name__}.{mod.name}")
+    from sdpo_exp.config.schemas.root import RootConfig
+
+    cs = ConfigStore.instance()
+    cs.store(name="root_schema", node=RootConfig)
+    for (group, name), cls in _registered.items():
+        cs.store(group=f"{SCHEMA_ROOT}/{group}", name=name, node=cls)

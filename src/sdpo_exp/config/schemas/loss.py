@@ -1,0 +1,96 @@
+"""Schemas of the ``loss`` group and of the hindsight (teacher context) settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from omegaconf import MISSING
+
+from sdpo_exp.config.registry import schema
+
+
+class HindsightTemplate(Enum):
+    paper = "paper"  # paper, Table 1
+    online_v1 = "online_v1"  # authors' online trainer
+    offline_v1 = "offline_v1"  # authors' offline trainer (WildFeedback results)
+    custom = "custom"  # `hindsight.custom`, a string with a {followup} placeholder
+
+
+@dataclass
+class HindsightConfig:
+    template: HindsightTemplate = HindsightTemplate.paper
+    custom: str | None = None
+
+
+class TeacherKind(Enum):
+    live = "live"  # current weights (the paper's choice)
+    ema = "ema"  # exponential moving average of the weights
+    base = "base"  # frozen initial weights
+    trust_region = "trust_region"  # logits lerp(base, student, r)
+
+
+@dataclass
+class TeacherConfig:
+    kind: TeacherKind = TeacherKind.live
+    ema_rate: float = 0.05
+    trust_region_r: float = 0.5
+
+
+class LengthNorm(Enum):
+    sequence = "sequence"  # each sequence's sum divided by its own length, then mean over sequences
+    token = "token"  # sum over every token of the batch divided by the batch's token count
+
+
+class TailMode(Enum):
+    bucket = "bucket"  # the K entries plus one bucket holding the remaining mass
+    renormalize = "renormalize"  # the K entries renormalised to a distribution
+
+
+@dataclass
+class LossConfig:
+    name: str = MISSING
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    # beta of a k1 KL penalty to the frozen initial model; 0 disables it
+    kl_to_ref_beta: float = 0.0
+    # completion positions reduced at once when computing log-probs and KLs
+    chunk_size: int = 128
+
+
+@schema("loss", "pg")
+@dataclass
+class PGLossConfig(LossConfig):
+    name: str = "pg"
+    ignore_first_k: int = 0
+    center_advantages: bool = False
+    clip_advantages: float | None = None
+    length_norm: LengthNorm = LengthNorm.sequence
+
+
+@schema("loss", "topk")
+@dataclass
+class TopKLossConfig(LossConfig):
+    name: str = "topk"
+    k: int = 50
+    tail: TailMode = TailMode.bucket
+
+
+@schema("loss", "full_kl")
+@dataclass
+class FullKLLossConfig(LossConfig):
+    name: str = "full_kl"
+
+
+@schema("loss", "jsd")
+@dataclass
+class JSDLossConfig(LossConfig):
+    name: str = "jsd"
+    alpha: float = 0.5  # 0: forward KL(teacher || student), 1: reverse KL(student || teacher)
+    top_k: int | None = None  # None: full vocabulary
+    temperature: float = 1.0
+
+
+@schema("loss", "sft")
+@dataclass
+class SFTLossConfig(LossConfig):
+    name: str = "sft"

@@ -1,0 +1,65 @@
+"""The task wrapper: run.json, seeding, tracker, dispatch, and a clean exit whatever happens."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from sdpo_exp import run_info
+from sdpo_exp.errors import SdpoError
+from sdpo_exp.seeding import seed_everything
+from sdpo_exp.tasks import get_task
+from sdpo_exp.tasks.context import RunContext
+from sdpo_exp.tracking import Tracker, make_tracker
+
+log = logging.getLogger(__name__)
+
+
+def _is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def execute(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
+    """Run `cfg.task` in `run_dir`; write run.json and summary.json; re-raise any failure."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    main = _is_main_process()
+    record = run_info.start_record(cfg.task.name, sys.argv)
+    if main:
+        run_info.write(run_dir / "run.json", record)
+    tracker = make_tracker(cfg, run_dir) if main else Tracker(run_dir, enabled=False)
+    exit_code = 1
+    try:
+        generator = seed_everything(cfg.seed)
+        task = get_task(cfg.task.name)
+        ctx = RunContext(run_dir=run_dir, tracker=tracker, generator=generator, is_main_process=main)
+        log.info("Task %s: outputs in %s", cfg.task.name, run_dir)
+        metrics = task(cfg, ctx) or {}
+        if main:
+            tracker.log_summary(metrics)
+        record["status"] = "completed"
+        exit_code = 0
+        log.info("Done. Outputs in %s", run_dir.resolve())
+        return metrics
+    except KeyboardInterrupt:
+        record["status"] = "interrupted"
+        raise
+    except SdpoError as exc:
+        record["status"] = "failed"
+        record["error"] = f"{type(exc).__name__}: {exc}"
+        log.error("%s", exc)
+        raise
+    except Exception as exc:
+        record["status"] = "failed"
+        record["error"] = "".join(traceback.format_exception_only(exc)).strip()
+        log.exception("Task %s failed", cfg.task.name)
+        raise
+    finally:
+        tracker.close(exit_code)
+        record["end_time"] = run_info.now()
+        if main:
+            run_info.write(run_dir / "run.json", record)

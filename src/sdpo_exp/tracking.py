@@ -1,0 +1,101 @@
+"""Metric tracking: the run directory's own files, and Weights & Biases when asked."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from sdpo_exp.config.schemas.logger import LoggerBackend, WandbMode
+
+log = logging.getLogger(__name__)
+
+
+def _clean(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in metrics.items():
+        if hasattr(value, "item"):
+            value = value.item()
+        if isinstance(value, float) and not math.isfinite(value):
+            value = str(value)
+        out[key] = value
+    return out
+
+
+class Tracker:
+    """Writes `metrics.jsonl` (one object per logged step) and `summary.json`; optionally wandb."""
+
+    def __init__(self, run_dir: Path, wandb_run: Any = None, enabled: bool = True) -> None:
+        """`enabled=False` (non-main processes) makes every method a no-op."""
+        self.run_dir = run_dir
+        self.enabled = enabled
+        self._metrics = open(run_dir / "metrics.jsonl", "a", buffering=1) if enabled else None
+        self._wandb = wandb_run
+        self.summary: dict[str, Any] = {}
+
+    def log(self, metrics: Mapping[str, Any], step: int) -> None:
+        if not self.enabled:
+            return
+        row = {"step": int(step), **_clean(metrics)}
+        self._metrics.write(json.dumps(row) + "\n")
+        if self._wandb is not None:
+            self._wandb.log(_clean(metrics), step=int(step))
+
+    def log_summary(self, metrics: Mapping[str, Any]) -> None:
+        if not self.enabled:
+            return
+        self.summary.update(_clean(metrics))
+        tmp = self.run_dir / "summary.json.tmp"
+        tmp.write_text(json.dumps(self.summary, indent=2, default=str) + "\n")
+        tmp.replace(self.run_dir / "summary.json")
+        if self._wandb is not None:
+            self._wandb.summary.update(_clean(metrics))
+
+    def close(self, exit_code: int = 0) -> None:
+        if self._metrics is not None and not self._metrics.closed:
+            self._metrics.close()
+        if self._wandb is not None:
+            self._wandb.finish(exit_code=exit_code)
+            self._wandb = None
+
+
+def _wandb_mode(mode: WandbMode) -> str:
+    if mode != WandbMode.auto:
+        return mode.value
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_MODE") == "online":
+        return "online"
+    netrc = Path.home() / ".netrc"
+    if netrc.exists() and "api.wandb.ai" in netrc.read_text(errors="ignore"):
+        return "online"
+    return "offline"
+
+
+def make_tracker(cfg: DictConfig, run_dir: Path) -> Tracker:
+    backend = cfg.logger.backend
+    if LoggerBackend(backend.value if hasattr(backend, "value") else backend) != LoggerBackend.wandb:
+        return Tracker(run_dir)
+    import wandb
+
+    mode = _wandb_mode(
+        WandbMode(cfg.logger.mode.value if hasattr(cfg.logger.mode, "value") else cfg.logger.mode)
+    )
+    resolved = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    run = wandb.init(
+        project=cfg.logger.project,
+        entity=cfg.logger.entity,
+        group=cfg.logger.group,
+        tags=list(cfg.logger.tags) + list(cfg.tags),
+        name=cfg.experiment_name or run_dir.name,
+        dir=str(run_dir),
+        mode=mode,
+        config=resolved,
+        settings=wandb.Settings(x_disable_stats=True, console="off"),
+    )
+    log.info("wandb run %s (%s mode) in %s", run.id, mode, run_dir / "wandb")
+    return Tracker(run_dir, wandb_run=run)

@@ -1,0 +1,93 @@
+"""Shared fixtures: the config tree, the model cache, tiny and real models, a CLI runner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+from omegaconf import DictConfig, OmegaConf
+
+REPO = Path(__file__).resolve().parents[1]
+CONF_DIR = REPO / "conf"
+CACHE_DIR = Path(os.environ.get("SDPO_CACHE_DIR", Path.home() / ".cache" / "sdpo-exp"))
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def conf_dir() -> Path:
+    return CONF_DIR
+
+
+@pytest.fixture(scope="session")
+def cache_dir() -> Path:
+    return CACHE_DIR
+
+
+@pytest.fixture(scope="session")
+def compose() -> Callable[..., DictConfig]:
+    from sdpo_exp.config.check import compose_config
+
+    def _compose(*overrides: str) -> DictConfig:
+        return compose_config(CONF_DIR, [*overrides, f"paths.cache_dir={CACHE_DIR}"])
+
+    return _compose
+
+
+def model_cfg(name: str, **updates: object) -> DictConfig:
+    from sdpo_exp.config.schemas.model import ModelConfig
+
+    cfg = OmegaConf.merge(
+        OmegaConf.structured(ModelConfig), OmegaConf.load(CONF_DIR / "model" / f"{name}.yaml")
+    )
+    for key, value in updates.items():
+        OmegaConf.update(cfg, key, value)
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    from sdpo_exp.models import load_tokenizer
+
+    return load_tokenizer(model_cfg("tiny_random"), CACHE_DIR)
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer():
+    from sdpo_exp.models import load_tokenizer
+
+    return load_tokenizer(model_cfg("smollm2_135m"), CACHE_DIR)
+
+
+@pytest.fixture()
+def tiny_model(tiny_tokenizer):
+    import torch
+
+    from sdpo_exp.models import load_model
+
+    torch.manual_seed(0)
+    return load_model(model_cfg("tiny_random"), CACHE_DIR, tiny_tokenizer)
+
+
+@pytest.fixture(scope="session")
+def run_cli() -> Callable[..., subprocess.CompletedProcess]:
+    """Run `python run.py ARGS` in a fresh process, as a user would."""
+
+    def _run(args: Sequence[str], cwd: Path | None = None, env: dict | None = None, timeout: float = 900):
+        full_env = {**os.environ, "SDPO_CACHE_DIR": str(CACHE_DIR), "COLUMNS": "200", **(env or {})}
+        return subprocess.run(
+            [sys.executable, str(REPO / "run.py"), *args],
+            cwd=cwd or REPO,
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    return _run

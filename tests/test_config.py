@@ -1,0 +1,132 @@
+"""The config tree composes, every group is typed, and mistakes give one readable line."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import pytest
+from omegaconf import OmegaConf
+
+from sdpo_exp.config.check import group_options
+from sdpo_exp.errors import ConfigError
+
+GROUPS = [
+    "task",
+    "model",
+    "dataset",
+    "user_profile",
+    "simulator",
+    "judge",
+    "loss",
+    "trainer",
+    "generation",
+    "logger",
+]
+
+
+def test_default_config_composes(compose):
+    cfg = compose()
+    for group in GROUPS:
+        assert group in cfg, group
+    assert cfg.seed == 1234
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_every_option_composes_to_a_typed_node(compose, conf_dir, group):
+    options = group_options(conf_dir, group)
+    assert options, f"group {group} has no options"
+    for option in options:
+        cfg = compose(f"{group}={option}")
+        node_type = OmegaConf.get_type(cfg, group)
+        assert node_type is not None and dataclasses.is_dataclass(node_type), (group, option, node_type)
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("trainer.lrr=1", "unknown key 'trainer.lrr' (did you mean 'trainer.lr'?)"),
+        ("task=nonexistent", "unknown task 'nonexistent'"),
+        ("model=qwen3_9b", "did you mean 'qwen3_8b'?"),
+        ("trainer.lr=abc", "invalid value for 'trainer.lr'"),
+        ("model.dtype=float8", "expected one of [auto, float32, bfloat16, float16]"),
+        ("loss=pg", None),
+    ],
+)
+def test_bad_overrides_raise_config_error(conf_dir, override, expected):
+    from sdpo_exp.config.check import check_overrides
+
+    if expected is None:
+        check_overrides(conf_dir, [override])
+        return
+    with pytest.raises(ConfigError) as err:
+        check_overrides(conf_dir, [override])
+    message = str(err.value)
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_sweep_values_are_each_checked(conf_dir):
+    from sdpo_exp.config.check import check_overrides
+
+    check_overrides(conf_dir, ["trainer.lr=1e-6,2e-6", "model=tiny_random,smollm2_135m"])
+    with pytest.raises(ConfigError, match="unknown model 'nope'"):
+        check_overrides(conf_dir, ["model=tiny_random,nope"])
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["task=nonexistent"], "valid choices:"),
+        (["trainer.lrr=1"], "valid keys in 'trainer':"),
+        (["experiment=does_not_exist"], "unknown experiment 'does_not_exist'"),
+    ],
+)
+def test_cli_reports_one_line_and_exits_nonzero(run_cli, args, needle):
+    proc = run_cli(args)
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert needle in lines[0]
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_help_lists_groups_and_options(run_cli):
+    proc = run_cli(["--help"])
+    assert proc.returncode == 0
+    for group in GROUPS + ["experiment", "hydra/launcher"]:
+        assert f"  {group} " in proc.stdout
+    assert "smollm2_135m*" in proc.stdout
+    assert "tiny_random" in proc.stdout
+
+
+def test_print_config_is_fast_and_loads_nothing_heavy(run_cli):
+    start = time.perf_counter()
+    proc = run_cli(["model=qwen3_8b", "--cfg", "job"])
+    elapsed = time.perf_counter() - start
+    assert proc.returncode == 0, proc.stderr
+    assert "path: Qwen/Qwen3-8B" in proc.stdout
+    assert elapsed < 10
+
+
+def test_run_py_does_not_import_torch_to_compose():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, runpy; sys.argv=['run.py','--cfg','job']; "
+        "import run; run.register_configs(); "
+        "from sdpo_exp.config.check import compose_config; compose_config(run.CONF_DIR); "
+        "print('torch' in sys.modules)"
+    )
+    from conftest import REPO
+
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
+def test_unimplemented_task_says_so(run_cli, tmp_path):
+    proc = run_cli(["task=online", f"hydra.run.dir={tmp_path}"])
+    assert proc.returncode == 1
+    assert "planned but not implemented" in proc.stdout + proc.stderr
