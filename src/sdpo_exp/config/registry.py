@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from pathlib import Path
 from collections.abc import Callable
 from typing import TypeVar
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
 
 T = TypeVar("T")
 
@@ -29,8 +31,25 @@ def registered_schemas() -> dict[tuple[str, str], type]:
     return dict(_registered)
 
 
+RESOURCES_DIR = Path(__file__).resolve().parents[1] / "resources"
+
+
+def resource_path(relative: str) -> str:
+    """`${resource:offline_demo/train.jsonl}`: a file shipped inside the package."""
+    path = RESOURCES_DIR / relative
+    if not path.exists():
+        raise FileNotFoundError(f"no packaged resource '{relative}' (looked in {RESOURCES_DIR})")
+    return str(path)
+
+
+def register_resolvers() -> None:
+    if not OmegaConf.has_resolver("resource"):
+        OmegaConf.register_new_resolver("resource", resource_path)
+
+
 def register_configs() -> None:
     """Import every schema module and store the schemas and the root config in the ConfigStore."""
+    register_resolvers()
     from sdpo_exp.config import schemas
 
     for mod in pkgutil.iter_modules(schemas.__path__):
