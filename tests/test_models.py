@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import CACHE_DIR, model_cfg
 from sdpo_exp.errors import ModelLoadError
 from sdpo_exp.models import load_model, load_tokenizer, resolve_dtype
+
+from conftest import CACHE_DIR, model_cfg
 
 
 def test_tiny_random_is_qwen3_and_generates(tiny_model, tiny_tokenizer):

@@ -1,0 +1,41 @@
+"""Every experiment preset composes, validates, and runs to completion in a fast mode."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from conftest import CONF_DIR
+
+EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+
+# For each preset: the overrides that make it finish in seconds on tiny_random. A new preset without
+# an entry here fails `test_every_experiment_has_fast_overrides`.
+FAST_OVERRIDES: dict[str, list[str]] = {}
+
+TYPED = ["task", "model", "dataset", "loss", "trainer", "generation", "logger"]
+
+
+def test_every_experiment_has_fast_overrides():
+    assert sorted(FAST_OVERRIDES) == EXPERIMENTS
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_experiment_composes_and_is_typed(compose, name):
+    cfg = compose(f"experiment={name}")
+    assert cfg.experiment_name == name
+    for group in TYPED:
+        assert dataclasses.is_dataclass(OmegaConf.get_type(cfg, group)), (name, group)
+    OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
+
+
+@pytest.mark.parametrize("name", [n for n in EXPERIMENTS if n in FAST_OVERRIDES])
+def test_experiment_runs_in_fast_mode(run_cli, tmp_path: Path, name):
+    proc = run_cli([f"experiment={name}", f"hydra.run.dir={tmp_path}", *FAST_OVERRIDES[name]])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert json.loads((tmp_path / "run.json").read_text())["status"] == "completed"
+    assert (tmp_path / "summary.json").exists()
