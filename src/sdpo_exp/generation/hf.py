@@ -1,0 +1,189 @@
+"""Sampling completions from a policy with transformers' ``generate``.
+
+The sampling parameters of the ``generation`` config are used exactly as given. ``generate`` fills
+every field that a passed ``GenerationConfig`` leaves unset (None) from the model's own
+``generation_config`` (Qwen3 ships temperature 0.6, top_p 0.95, top_k 20) or from library defaults
+(top_k 50). So every field that shapes the sampling distribution is set here explicitly, to the
+configured value or to its neutral value, and during the call the model's own generation config is
+replaced by a blank one, so that a field this module does not know about cannot leak in either.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from transformers import GenerationConfig as HFGenerationConfig
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+log = logging.getLogger(__name__)
+
+# Fields of transformers' GenerationConfig that change which token is drawn, with their neutral values.
+NEUTRAL_SAMPLING = {
+    "min_p": 0.0,
+    "typical_p": 1.0,
+    "epsilon_cutoff": 0.0,
+    "eta_cutoff": 0.0,
+    "repetition_penalty": 1.0,
+    "encoder_repetition_penalty": 1.0,
+    "no_repeat_ngram_size": 0,
+    "encoder_no_repeat_ngram_size": 0,
+    "num_beams": 1,
+    "num_beam_groups": 1,
+    "min_new_tokens": 0,
+    "num_return_sequences": 1,
+    "length_penalty": 1.0,
+    "renormalize_logits": False,
+    "remove_invalid_values": False,
+}
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One sampled completion: the token ids as generated (the end-of-turn token included when the
+    model produced it), the decoded text without special tokens, and whether it ended naturally."""
+
+    ids: list[int]
+    text: str
+    ended: bool
+
+
+def _get(cfg: Any, key: str) -> Any:
+    return cfg[key] if isinstance(cfg, Mapping) else getattr(cfg, key)
+
+
+def eos_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """The ids that end a turn: the tokenizer's EOS and any the model's generation config lists."""
+    ids: list[int] = []
+    candidates: list[Any] = [tokenizer.eos_token_id]
+    model_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    candidates.extend(model_eos if isinstance(model_eos, (list, tuple)) else [model_eos])
+    for token_id in candidates:
+        if token_id is not None and int(token_id) not in ids:
+            ids.append(int(token_id))
+    if not ids:
+        raise ValueError("the tokenizer and the model define no end-of-sequence token")
+    return ids
+
+
+def hf_generation_config(
+    gen_cfg: Any, tokenizer: PreTrainedTokenizerBase, eos_ids: Sequence[int]
+) -> HFGenerationConfig:
+    """A transformers GenerationConfig with every sampling-relevant field set explicitly from `gen_cfg`
+    (keys do_sample, temperature, top_p, top_k, max_new_tokens)."""
+    do_sample = bool(_get(gen_cfg, "do_sample"))
+    temperature = float(_get(gen_cfg, "temperature"))
+    top_p = float(_get(gen_cfg, "top_p"))
+    top_k = int(_get(gen_cfg, "top_k"))
+    max_new_tokens = int(_get(gen_cfg, "max_new_tokens"))
+    if max_new_tokens < 1:
+        raise ValueError(f"generation.max_new_tokens must be >= 1, got {max_new_tokens}")
+    if do_sample and temperature <= 0:
+        raise ValueError(f"generation.temperature must be > 0 when sampling, got {temperature}")
+    if not 0 < top_p <= 1:
+        raise ValueError(f"generation.top_p must be in (0, 1], got {top_p}")
+    if top_k < 0:
+        raise ValueError(f"generation.top_k must be >= 0 (0 disables it), got {top_k}")
+    return HFGenerationConfig(
+        do_sample=do_sample,
+        # Greedy decoding ignores them; neutral values keep transformers from warning about them.
+        temperature=temperature if do_sample else 1.0,
+        top_p=top_p if do_sample else 1.0,
+        top_k=top_k if do_sample else 0,
+        max_new_tokens=max_new_tokens,
+        eos_token_id=list(eos_ids),
+        pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0],
+        bos_token_id=tokenizer.bos_token_id,
+        use_cache=True,
+        **NEUTRAL_SAMPLING,
+    )
+
+
+def render_prompts(
+    tokenizer: PreTrainedTokenizerBase,
+    messages_batch: Sequence[Sequence[Mapping[str, str]]],
+    chat_template_kwargs: Mapping[str, Any] | None = None,
+) -> list[list[int]]:
+    """Token ids of each chat rendered with the generation prompt, tokenised without added specials
+    (the same rendering the SDPO batches use for the student context)."""
+    out = []
+    for messages in messages_batch:
+        text = tokenizer.apply_chat_template(
+            [dict(m) for m in messages],
+            tokenize=False,
+            add_generation_prompt=True,
+            **dict(chat_template_kwargs or {}),
+        )
+        out.append(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return out
+
+
+def _left_pad(rows: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, width - len(row) :] = torch.tensor(row, dtype=torch.long)
+        mask[i, width - len(row) :] = 1
+    return ids.to(device), mask.to(device)
+
+
+def _cut(row: list[int], eos_ids: Sequence[int]) -> tuple[list[int], bool]:
+    """The generated ids up to and including the first end-of-turn token."""
+    for index, token_id in enumerate(row):
+        if token_id in eos_ids:
+            return row[: index + 1], True
+    return row, False
+
+
+def _generate(
+    model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor, hf_cfg: HFGenerationConfig
+) -> torch.Tensor:
+    own = model.generation_config
+    model.generation_config = HFGenerationConfig()
+    try:
+        return model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=hf_cfg)
+    finally:
+        model.generation_config = own
+
+
+@torch.no_grad()
+def sample_completions(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    messages_batch: Sequence[Sequence[Mapping[str, str]]],
+    gen_cfg: Any,
+    chat_template_kwargs: Mapping[str, Any] | None = None,
+    batch_size: int | None = None,
+) -> list[Sample]:
+    """Sample one completion per chat in `messages_batch`, in order.
+
+    `gen_cfg` is the ``generation`` config node (do_sample, temperature, top_p, top_k, max_new_tokens,
+    batch_size). Randomness comes from torch's global RNG (seeded by the run).
+    """
+    if not messages_batch:
+        return []
+    eos_ids = eos_token_ids(model, tokenizer)
+    hf_cfg = hf_generation_config(gen_cfg, tokenizer, eos_ids)
+    size = int(batch_size or _get(gen_cfg, "batch_size") or len(messages_batch))
+    prompts = render_prompts(tokenizer, messages_batch, chat_template_kwargs)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    samples: list[Sample] = []
+    try:
+        for start in range(0, len(prompts), size):
+            chunk = prompts[start : start + size]
+            input_ids, attention_mask = _left_pad(chunk, hf_cfg.pad_token_id, device)
+            output = _generate(model, input_ids, attention_mask, hf_cfg)
+            for row in output[:, input_ids.shape[1] :].tolist():
+                ids, ended = _cut(row, eos_ids)
+                text = tokenizer.decode(ids, skip_special_tokens=True)
+                samples.append(Sample(ids=ids, text=text, ended=ended))
+            log.debug("Sampled %d/%d completions", len(samples), len(prompts))
+    finally:
+        model.train(was_training)
+    return samples
