@@ -17,13 +17,23 @@ class DatasetConfig:
     name: str = MISSING
 
 
+@dataclass
+class InteractionFilesConfig(DatasetConfig):
+    """What `task=offline` reads: interaction files (one JSON object per line) and the reader's limits."""
+
+    train_path: str | None = None
+    eval_path: str | None = None
+    # The first N valid records of each file (None: all of them).
+    max_train_records: int | None = None
+    max_eval_records: int | None = None
+    # A record whose context, completion and follow-up together exceed this many characters is
+    # skipped (reason `too_long`); None disables the check. Token limits are `trainer.max_*_tokens`.
+    max_total_chars: int | None = 200_000
+
+
 @schema("dataset", "interactions")
 @dataclass
-class InteractionsDatasetConfig(DatasetConfig):
+class InteractionsDatasetConfig(InteractionFilesConfig):
     """Interaction files: one JSON object per line with context, completion and followup."""
 
     name: str = "interactions"
-    train_path: str | None = None
-    eval_path: str | None = None
-    max_train_records: int | None = None
-    max_eval_records: int | None = None
