@@ -1,10 +1,11 @@
-"""Fixtures of the signal-analysis tests: a signals.json-shaped document with known values."""
+"""Helpers of the signal-analysis tests: a signals.json-shaped document with known values.
+
+(Not a conftest.py: a second module named `conftest` would shadow tests/conftest.py for the modules
+that import from it.)"""
 
 from __future__ import annotations
 
 import math
-
-import pytest
 
 
 def synthetic_document(n_cases: int = 4, length: int = 30) -> dict:
@@ -36,8 +37,3 @@ def synthetic_document(n_cases: int = 4, length: int = 30) -> dict:
             }
         )
     return {"meta": {"model": "synthetic", "template": "paper"}, "cases": cases, "summary": {}}
-
-
-@pytest.fixture()
-def document() -> dict:
-    return synthetic_document()

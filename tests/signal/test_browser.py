@@ -8,11 +8,10 @@ import subprocess
 import numpy as np
 import pytest
 from matplotlib.image import imread
+from signal_support import synthetic_document
 
 from sdpo_exp.signal.colors import advantage_hex
 from sdpo_exp.signal.html import write_tokens_html
-
-from conftest import synthetic_document
 
 pytestmark = pytest.mark.slow
 

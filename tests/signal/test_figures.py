@@ -8,12 +8,16 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 from matplotlib.image import imread
+from signal_support import synthetic_document
 
 from sdpo_exp.signal.colors import advantage_hex
 from sdpo_exp.signal.heatmap import advantage_matrix, color_limit, plot_heatmap, plot_side_by_side
 from sdpo_exp.signal.html import render_tokens_html
 
-from conftest import synthetic_document
+
+@pytest.fixture()
+def document() -> dict:
+    return synthetic_document()
 
 
 def _rgb(hex_color: str) -> np.ndarray:

@@ -158,15 +158,17 @@ def sample_completions(
     gen_cfg: Any,
     chat_template_kwargs: Mapping[str, Any] | None = None,
     batch_size: int | None = None,
+    stop_ids: Sequence[int] | None = None,
 ) -> list[Sample]:
     """Sample one completion per chat in `messages_batch`, in order.
 
     `gen_cfg` is the ``generation`` config node (do_sample, temperature, top_p, top_k, max_new_tokens,
-    batch_size). Randomness comes from torch's global RNG (seeded by the run).
+    batch_size). `stop_ids` end a completion (default: `eos_token_ids`); a completion keeps the stop
+    token it produced. Randomness comes from torch's global RNG (seeded by the run).
     """
     if not messages_batch:
         return []
-    eos_ids = eos_token_ids(model, tokenizer)
+    eos_ids = [int(i) for i in stop_ids] if stop_ids else eos_token_ids(model, tokenizer)
     hf_cfg = hf_generation_config(gen_cfg, tokenizer, eos_ids)
     size = int(batch_size or _get(gen_cfg, "batch_size") or len(messages_batch))
     prompts = render_prompts(tokenizer, messages_batch, chat_template_kwargs)
