@@ -1,0 +1,68 @@
+"""Processes: the accelerate `Accelerator` for a run, one shared run directory, small collectives."""
+
+from __future__ import annotations
+
+import logging
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sdpo_exp.config.schemas.trainer import Precision
+from sdpo_exp.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def make_accelerator(trainer: Any) -> Any:
+    """An Accelerator with the run's mixed precision. Distribution (DDP, FSDP) comes from the launcher
+    (`accelerate launch --config_file launchers/accelerate/<name>.yaml` or torchrun); on a machine
+    without CUDA the processes talk over gloo."""
+    from accelerate import Accelerator
+
+    precision = trainer.precision if isinstance(trainer.precision, Enum) else Precision(trainer.precision)
+    cpu = not torch.cuda.is_available()
+    if precision == Precision.fp16 and cpu:
+        raise ConfigError("trainer.precision=fp16 needs a CUDA GPU; use bf16 or no on a CPU")
+    return Accelerator(mixed_precision=precision.value, cpu=cpu, step_scheduler_with_optimizer=False)
+
+
+def shared_run_dir(accelerator: Any, run_dir: Path) -> Path:
+    """The main process's run directory, on every process.
+
+    Under `accelerate launch` each process composes its own Hydra config, and `${now:...}` in the
+    default run directory can differ by a second between processes. The main process's directory is
+    the run's; another process whose Hydra chose a different one only keeps its own log file there.
+    `python -m sdpo_exp.training.launch` (or an explicit `hydra.run.dir=...`) avoids the stray one.
+    """
+    if accelerator.num_processes == 1:
+        return run_dir
+    from accelerate.utils import broadcast_object_list
+
+    chosen = broadcast_object_list([str(Path(run_dir).resolve())], from_process=0)[0]
+    if chosen != str(Path(run_dir).resolve()):
+        log.warning(
+            "Process %d: Hydra chose %s, the main process %s; using the main process's directory "
+            "(pass hydra.run.dir=... or launch with `python -m sdpo_exp.training.launch` to avoid this)",
+            accelerator.process_index,
+            run_dir,
+            chosen,
+        )
+    return Path(chosen)
+
+
+def gather_objects(accelerator: Any, obj: Any) -> list[Any]:
+    """`obj` from every process, in process order (a one-element list with one process)."""
+    if accelerator.num_processes == 1:
+        return [obj]
+    from accelerate.utils import gather_object
+
+    return gather_object([obj])
+
+
+def any_process(accelerator: Any, flag: bool) -> bool:
+    """True on every process when `flag` is true on at least one."""
+    if accelerator.num_processes == 1:
+        return flag
+    return any(gather_objects(accelerator, bool(flag)))

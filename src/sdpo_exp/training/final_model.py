@@ -1,0 +1,33 @@
+"""The final model as a plain Hugging Face directory (`<run dir>/final/`), written atomically.
+
+`model.path=<run dir>/final` loads it like any pretrained model: LoRA adapters are merged into the
+weights first, and the tokenizer is saved alongside.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def save_final_model(accelerator: Any, model: Any, tokenizer: Any, target: Path) -> Path:
+    unwrapped = accelerator.unwrap_model(model)
+    state_dict = accelerator.get_state_dict(model)  # gathered on the main process under FSDP
+    if hasattr(unwrapped, "merge_and_unload"):  # peft: a plain model with the adapters merged
+        unwrapped = unwrapped.merge_and_unload()
+        state_dict = None
+    if accelerator.is_main_process:
+        tmp = target.with_name(target.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        unwrapped.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+        log.info("Final model saved to %s (load it with model.path=%s)", target, target)
+    accelerator.wait_for_everyone()
+    return target
