@@ -235,6 +235,14 @@ def test_default_template_gives_nonzero_advantages(signal_run):
     assert metrics["mean_abs_advantage_followup"] > 1e-3 and metrics["mean_abs_advantage_unrelated"] > 1e-3
 
 
+def test_max_cases_takes_the_first_valid_cases(compose, tmp_path):
+    cfg = _cfg(compose, _cases_file(tmp_path, [CASES[-1], *CASES[:3]]), "task.max_cases=2")
+    metrics = execute(cfg, tmp_path / "run")
+    document = json.loads((tmp_path / "run" / "signals.json").read_text())
+    assert [c["id"] for c in document["cases"]] == ["sampled_one", "fixed_one"]
+    assert metrics["skipped/empty_followup"] == 1.0 and document["meta"]["max_cases"] == 2
+
+
 def test_file_without_valid_case_is_an_error(compose, tmp_path):
     path = _cases_file(tmp_path, [CASES[-1]])
     with pytest.raises(DataError, match=str(path)):
@@ -247,6 +255,7 @@ def test_file_without_valid_case_is_an_error(compose, tmp_path):
         (["task.cases=null"], "task.cases"),
         (["task.min_completion_tokens=50"], "exceeds generation.max_new_tokens"),
         (["task.batch_size=0"], "task.batch_size"),
+        (["task.max_cases=0"], "task.max_cases"),
     ],
 )
 def test_config_errors(compose, tmp_path, overrides, match):

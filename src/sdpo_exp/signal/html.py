@@ -117,6 +117,8 @@ def _meta_table(document: dict[str, Any]) -> str:
         (f"summary: {k}", v) for k, v in document.get("summary", {}).items() if k != "by_kind"
     ]
     for key, value in items:
+        if isinstance(value, float):
+            value = round(value, 4)
         shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
         rows.append(f"<tr><td>{escape(str(key))}</td><td>{escape(shown)}</td></tr>")
     return f'<table class="meta">{"".join(rows)}</table>'

@@ -57,6 +57,8 @@ def _check(cfg: DictConfig) -> None:
             f"task.min_completion_tokens={task.min_completion_tokens} exceeds "
             f"generation.max_new_tokens={cfg.generation.max_new_tokens}"
         )
+    if task.max_cases is not None and task.max_cases < 1:
+        raise ConfigError(f"task.max_cases must be >= 1 or null, got {task.max_cases}")
     if task.color_limit is not None and task.color_limit <= 0:
         raise ConfigError(f"task.color_limit must be positive, got {task.color_limit}")
 
@@ -84,6 +86,7 @@ def _meta(cfg: DictConfig, dtype: torch.dtype, skipped: dict[str, int]) -> dict[
             "max_resamples": int(cfg.task.max_resamples),
         },
         "cases_file": str(cfg.task.cases),
+        "max_cases": cfg.task.max_cases,
         "max_prompt_tokens": int(cfg.task.max_prompt_tokens),
         "fixed_completion_eos": bool(cfg.task.fixed_completion_eos),
         "advantage": "teacher_logprob - student_logprob, per completion token",
@@ -94,6 +97,14 @@ def _meta(cfg: DictConfig, dtype: torch.dtype, skipped: dict[str, int]) -> dict[
 def run(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
     _check(cfg)
     cases, skipped = load_cases(cfg.task.cases)
+    if cfg.task.max_cases is not None and len(cases) > cfg.task.max_cases:
+        log.info(
+            "task.max_cases=%d: using the first %d of %d cases",
+            cfg.task.max_cases,
+            cfg.task.max_cases,
+            len(cases),
+        )
+        cases = cases[: cfg.task.max_cases]
     log.info("Signal analysis of %d cases from %s", len(cases), cfg.task.cases)
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -14,6 +14,8 @@ class SignalTaskConfig(TaskConfig):
     name: str = "signal"
     # JSON file of cases (see docs/signal.md); the shipped one is ${resource:signal_cases.json}
     cases: str | None = None
+    # Use only the first N valid cases of the file (quick checks); null: all.
+    max_cases: int | None = None
     # A sampled completion shorter than this (in tokens, end-of-turn token included) is resampled.
     min_completion_tokens: int = 0
     # How many more times a too-short completion is resampled; then the longest attempt is kept.
