@@ -61,10 +61,36 @@ def reference_logprobs(
     logits: torch.Tensor, prompt_lens: torch.Tensor, completion_ids: torch.Tensor, mask: torch.Tensor
 ) -> torch.Tensor:
     """Plain full-vocabulary log_softmax over (B, S, V) logits, gathered at completion positions."""
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    out = torch.zeros(completion_ids.shape, dtype=torch.float32)
+    logp = torch.log_softmax(logits.double() if logits.dtype == torch.float64 else logits.float(), dim=-1)
+    out = torch.zeros(completion_ids.shape, dtype=logp.dtype)
     for b in range(completion_ids.shape[0]):
         for j in range(completion_ids.shape[1]):
             if mask[b, j]:
                 out[b, j] = logp[b, int(prompt_lens[b]) + j - 1, completion_ids[b, j]]
     return out
+
+
+def tiny_lm(vocab: int, dtype: torch.dtype = torch.float32, seed: int = 0, hidden: int = 32):
+    """A very small random Qwen3 causal LM with a vocabulary of `vocab` ids."""
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    torch.manual_seed(seed)
+    config = Qwen3Config(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        max_position_embeddings=64,
+        tie_word_embeddings=False,
+        pad_token_id=0,
+        attn_implementation="eager",
+    )
+    model = Qwen3ForCausalLM(config).to(dtype)
+    with torch.no_grad():  # larger weights than the default init: sharper, more varied distributions
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.normal_(std=0.4)
+    return model

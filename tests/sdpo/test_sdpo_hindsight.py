@@ -15,6 +15,7 @@ from sdpo_exp.sdpo.hindsight import (
     SkipInteraction,
     hindsight_block,
     teacher_context,
+    template_text,
 )
 
 CTX = [
@@ -66,8 +67,9 @@ def test_custom_template_and_a_template_that_adds_nothing(caplog):
     cfg = HindsightConfig(template=HindsightTemplate.custom, custom="\n[later the user said: {followup}]")
     assert teacher_context(CTX, "ok", cfg)[3]["content"] == "Second question\n[later the user said: ok]"
     empty = HindsightConfig(template=HindsightTemplate.custom, custom="")
+    assert teacher_context(CTX, "ok", empty) == CTX
     with caplog.at_level(logging.WARNING):
-        assert teacher_context(CTX, "ok", empty) == CTX
+        assert template_text(empty) == ""  # allowed, with a warning (BatchBuilder checks it once)
     assert "placeholder" in caplog.text
     with pytest.raises(ConfigError, match="hindsight.custom"):
         hindsight_block("ok", HindsightConfig(template=HindsightTemplate.custom, custom=None))

@@ -70,14 +70,14 @@ def _value(field: Any) -> Any:
     return field.value if isinstance(field, Enum) else field
 
 
-def template_text(cfg: Any) -> str:
+def template_text(cfg: Any, warn: bool = True) -> str:
     """The template string that `cfg` (a HindsightConfig or its DictConfig) selects."""
     name = str(_value(cfg.template))
     if name == "custom":
         custom = getattr(cfg, "custom", None)
         if custom is None:
             raise ConfigError("hindsight.template=custom needs hindsight.custom='...{followup}...'")
-        if PLACEHOLDER not in custom:
+        if PLACEHOLDER not in custom and warn:
             log.warning(
                 "hindsight.custom has no %s placeholder: the teacher context will not contain the "
                 "follow-up (only useful as a control, e.g. to check that A = 0)",
@@ -93,7 +93,7 @@ def hindsight_block(followup: str, cfg: Any) -> str:
     """The text appended to the last user message for follow-up `followup`."""
     if not isinstance(followup, str) or not followup.strip():
         raise SkipInteraction("empty_followup")
-    text = template_text(cfg)
+    text = template_text(cfg, warn=False)
     name = str(_value(cfg.template))
     inserted = followup.strip() if name in _STRIPPED else followup
     # str.replace, not str.format: templates and follow-ups may contain other braces.

@@ -40,7 +40,7 @@ def unwrap_model(model: nn.Module) -> nn.Module:
 
 
 class LogitHead:
-    """hidden (n, H) -> float32 logits (n, V): the model's output layer and its logit transforms
+    """hidden (n, H) -> float32 (float64 for a float64 model) logits (n, V): the model's output layer and its logit transforms
     (Gemma 2 soft-capping, Cohere's logit_scale, Granite's logits_scaling)."""
 
     def __init__(
@@ -87,7 +87,8 @@ class LogitHead:
             logits = self.module(hidden)
         else:
             logits = F.linear(hidden.to(self.weight.dtype), self.weight, self.bias)
-        logits = logits.float()
+        if logits.dtype != torch.float64:  # reduce in float32 at least (float64 models stay float64)
+            logits = logits.float()
         if self.scale != 1.0:
             logits = logits * self.scale
         if self.softcap is not None:
@@ -275,3 +276,42 @@ def completion_logprobs(
     hidden = completion_hidden_states(model, input_ids, attention_mask, prompt_lens, completion_mask)
     values = chunked_token_logprobs(hidden, LogitHead.of(model), completion_ids[completion_mask], chunk_size)
     return scatter_to_rows(values, completion_mask)
+
+
+def chunked_divergence(
+    hidden: torch.Tensor,
+    head: LogitHead,
+    teacher: LogitMixture,
+    targets: torch.Tensor,
+    divergence: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    temperature: float = 1.0,
+    chunk_size: int = 128,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-token divergence(student, teacher) over the vocabulary, chunk by chunk.
+
+    Returns (divergence (N,), differentiable w.r.t. the student; student log-prob of each target
+    (N,), detached; teacher log-prob of each target (N,)). Log-probs of the targets are at
+    temperature 1; the divergence compares log_softmax(logits / temperature). Neither full (N, V)
+    student nor teacher log-prob tensors ever exist: each chunk is recomputed in backward.
+    """
+
+    def normalise(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        lp = torch.log_softmax(logits, dim=-1)
+        lp_div = lp if temperature == 1.0 else torch.log_softmax(logits / temperature, dim=-1)
+        return lp, lp_div
+
+    def one_chunk(
+        h: torch.Tensor, t: torch.Tensor, *teacher_hidden: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
+        lp_s, lp_s_div = normalise(head(h))
+        with torch.no_grad():
+            lp_t, lp_t_div = normalise(teacher.logits(list(teacher_hidden)))
+            idx = t[:, None]
+            s_tok, t_tok = lp_s.detach().gather(1, idx).squeeze(1), lp_t.gather(1, idx).squeeze(1)
+        return divergence(lp_s_div, lp_t_div), s_tok, t_tok
+
+    recompute = _needs_grad(hidden, head)
+    div, s_tok, t_tok = map_chunks(
+        one_chunk, [hidden, targets, *teacher.hidden_list()], chunk_size, recompute
+    )
+    return div, s_tok.detach(), t_tok.detach()

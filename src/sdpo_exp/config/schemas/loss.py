@@ -33,7 +33,9 @@ class TeacherKind(Enum):
 @dataclass
 class TeacherConfig:
     kind: TeacherKind = TeacherKind.live
+    # ema: teacher <- (1 - ema_rate) * teacher + ema_rate * current weights, after each optimiser step
     ema_rate: float = 0.05
+    # trust_region: teacher logits = (1 - r) * base logits + r * current logits, both on (x, o)
     trust_region_r: float = 0.5
 
 
@@ -55,6 +57,8 @@ class LossConfig:
     kl_to_ref_beta: float = 0.0
     # completion positions reduced at once when computing log-probs and KLs
     chunk_size: int = 128
+    # how per-token terms become the batch loss (pg defaults to sequence, the others to token)
+    length_norm: LengthNorm = LengthNorm.token
 
 
 @schema("loss", "pg")
@@ -72,7 +76,7 @@ class PGLossConfig(LossConfig):
 class TopKLossConfig(LossConfig):
     name: str = "topk"
     k: int = 50
-    tail: TailMode = TailMode.bucket
+    tail: TailMode = TailMode.bucket  # tail handling of the top-K restriction
 
 
 @schema("loss", "full_kl")
@@ -87,7 +91,8 @@ class JSDLossConfig(LossConfig):
     name: str = "jsd"
     alpha: float = 0.5  # 0: forward KL(teacher || student), 1: reverse KL(student || teacher)
     top_k: int | None = None  # None: full vocabulary
-    temperature: float = 1.0
+    tail: TailMode = TailMode.bucket  # with top_k: tail bucket or renormalised top-K
+    temperature: float = 1.0  # both distributions are log_softmax(logits / temperature)
 
 
 @schema("loss", "sft")

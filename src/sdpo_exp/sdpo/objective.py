@@ -1,0 +1,255 @@
+"""SDPOObjective: one student + teacher loss step on an SDPOBatch, as the `loss` config describes.
+
+Per call: the teacher pass(es) on (x, o) under torch.no_grad with dropout off, then the student pass
+on x with gradient; log-probs and divergences are computed chunk by chunk at completion positions
+only (see `logprobs`). The caller runs backward on `LossOutput.loss` and calls `on_optimizer_step()`
+after each optimiser step (EMA teacher). Build the objective on the freshly loaded initial model,
+before loading checkpoint weights into it: base and reference weights are the weights it sees then.
+"""
+
+from __future__ import annotations
+
+import logging
+from enum import Enum
+from typing import Any
+
+import torch
+from torch import nn
+
+from sdpo_exp.errors import ConfigError
+from sdpo_exp.sdpo import losses
+from sdpo_exp.sdpo.batching import SDPOBatch
+from sdpo_exp.sdpo.divergences import make_divergence
+from sdpo_exp.sdpo.logprobs import (
+    LogitHead,
+    check_alignment,
+    chunked_divergence,
+    chunked_token_logprobs,
+    completion_hidden_states,
+    scatter_to_rows,
+)
+from sdpo_exp.sdpo.teacher import (
+    BaseTeacher,
+    EMATeacher,
+    InitialWeights,
+    Teacher,
+    TrustRegionTeacher,
+    eval_mode,
+)
+
+log = logging.getLogger(__name__)
+
+LOSSES = ("pg", "topk", "full_kl", "jsd", "sft")
+DIVERGENCE_LOSSES = ("topk", "full_kl", "jsd")
+
+
+def _value(x: Any) -> Any:
+    return x.value if isinstance(x, Enum) else x
+
+
+def _get(cfg: Any, key: str, default: Any = None) -> Any:
+    value = getattr(cfg, key, default) if not hasattr(cfg, "get") else cfg.get(key, default)
+    return _value(value)
+
+
+def validate_loss_config(cfg: Any) -> None:
+    """Range checks the schema cannot express; raises ConfigError naming the key."""
+    name = str(cfg.name)
+    checks = [
+        (name in LOSSES, f"loss.name={name!r} is not one of {LOSSES}"),
+        (int(cfg.chunk_size) >= 1, "loss.chunk_size must be >= 1"),
+        (float(cfg.kl_to_ref_beta) >= 0, "loss.kl_to_ref_beta must be >= 0"),
+        (0 < float(cfg.teacher.ema_rate) <= 1, "loss.teacher.ema_rate must lie in (0, 1]"),
+        (0 <= float(cfg.teacher.trust_region_r) <= 1, "loss.teacher.trust_region_r must lie in [0, 1]"),
+    ]
+    if name == "pg":
+        clip = _get(cfg, "clip_advantages")
+        checks += [
+            (int(cfg.ignore_first_k) >= 0, "loss.ignore_first_k must be >= 0"),
+            (clip is None or float(clip) > 0, "loss.clip_advantages must be > 0 (or null)"),
+        ]
+    if name == "topk":
+        checks.append((int(cfg.k) >= 1, "loss.k must be >= 1"))
+    if name == "jsd":
+        top_k = _get(cfg, "top_k")
+        checks += [
+            (0 <= float(cfg.alpha) <= 1, "loss.alpha must lie in [0, 1]"),
+            (float(cfg.temperature) > 0, "loss.temperature must be > 0"),
+            (top_k is None or int(top_k) >= 1, "loss.top_k must be >= 1 (or null for the full vocabulary)"),
+        ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+class SDPOObjective:
+    """The configured loss with its teacher; see the module docstring for the calling protocol."""
+
+    def __init__(self, model: nn.Module, loss_cfg: Any, chunk_size: int | None = None) -> None:
+        validate_loss_config(loss_cfg)
+        self.model = model
+        self.cfg = loss_cfg
+        self.name = str(loss_cfg.name)
+        self.chunk_size = int(chunk_size or loss_cfg.chunk_size)
+        self.length_norm = str(_get(loss_cfg, "length_norm", "token"))
+        self.beta = float(loss_cfg.kl_to_ref_beta)
+        kind = str(_value(loss_cfg.teacher.kind))
+        needs_initial = self.beta > 0 or (self.name != "sft" and kind in ("base", "trust_region"))
+        self.initial = InitialWeights(model) if needs_initial else None
+        self.teacher = None if self.name == "sft" else self._build_teacher(kind)
+        self.divergence, self.temperature = (
+            make_divergence(loss_cfg) if self.name in DIVERGENCE_LOSSES else (None, 1.0)
+        )
+        log.info(
+            "SDPO objective: loss=%s teacher=%s kl_to_ref_beta=%g chunk_size=%d",
+            self.name,
+            "none" if self.teacher is None else self.teacher.kind,
+            self.beta,
+            self.chunk_size,
+        )
+
+    def _build_teacher(self, kind: str) -> Teacher:
+        if kind != "live" or self.beta > 0:
+            try:
+                LogitHead.of(self.model).frozen()
+            except ValueError as exc:
+                raise ConfigError(f"loss.teacher.kind={kind} / kl_to_ref_beta: {exc}") from None
+        if kind == "live":
+            return Teacher()
+        if kind == "ema":
+            return EMATeacher(self.model, self.cfg.teacher.ema_rate)
+        if kind == "base":
+            return BaseTeacher(self.initial)
+        if kind == "trust_region":
+            return TrustRegionTeacher(self.initial, self.cfg.teacher.trust_region_r)
+        raise ConfigError(f"unknown loss.teacher.kind={kind!r}")
+
+    # -- one step -------------------------------------------------------------------------------
+    def __call__(self, batch: SDPOBatch) -> losses.LossOutput:
+        model = self.model
+        device = _model_device(model)
+        if batch.student_input_ids.device != device:
+            batch = batch.to(device)
+        mask = batch.completion_mask
+        targets = batch.completion_ids[mask]
+        check_alignment(batch.student_input_ids, batch.student_prompt_lens, batch.completion_ids, mask)
+        check_alignment(batch.teacher_input_ids, batch.teacher_prompt_lens, batch.completion_ids, mask)
+
+        teacher_mix, teacher_tok, ref_tok = None, None, None
+        with torch.no_grad(), eval_mode(model):
+            if self.teacher is not None:
+                teacher_mix = self.teacher.mixture(model, batch)
+                if self.divergence is None:
+                    teacher_tok = teacher_mix.token_logprobs(targets, self.chunk_size)
+            if self.beta > 0:
+                ref_tok = self._reference_logprobs(batch, targets)
+
+        hidden = completion_hidden_states(
+            model, batch.student_input_ids, batch.student_attention_mask, batch.student_prompt_lens, mask
+        )
+        head = LogitHead.of(model)
+        divergence = None
+        if self.divergence is not None:
+            div_tok, student_det, teacher_tok = chunked_divergence(
+                hidden, head, teacher_mix, targets, self.divergence, self.temperature, self.chunk_size
+            )
+            divergence = scatter_to_rows(div_tok, mask)
+            student = scatter_to_rows(student_det, mask)
+            if self.beta > 0:  # the reference penalty needs differentiable log-probs of y
+                student = scatter_to_rows(
+                    chunked_token_logprobs(hidden, head, targets, self.chunk_size), mask
+                )
+        else:
+            student = scatter_to_rows(chunked_token_logprobs(hidden, head, targets, self.chunk_size), mask)
+        teacher = scatter_to_rows(teacher_tok, mask) if teacher_tok is not None else None
+        return self._assemble(batch, student, teacher, divergence, ref_tok)
+
+    def _reference_logprobs(self, batch: SDPOBatch, targets: torch.Tensor) -> torch.Tensor:
+        with self.initial.active():
+            hidden = completion_hidden_states(
+                self.model,
+                batch.student_input_ids,
+                batch.student_attention_mask,
+                batch.student_prompt_lens,
+                batch.completion_mask,
+            )
+            head = LogitHead.of(self.model).frozen()
+        return chunked_token_logprobs(hidden, head, targets, self.chunk_size)
+
+    def _assemble(
+        self,
+        batch: SDPOBatch,
+        student: torch.Tensor,
+        teacher: torch.Tensor | None,
+        divergence: torch.Tensor | None,
+        ref_tok: torch.Tensor | None,
+    ) -> losses.LossOutput:
+        mask = batch.completion_mask
+        metrics: dict[str, float] = {}
+        advantages = None if teacher is None else (teacher - student).detach() * mask
+        term_mask = mask
+        if self.name == "pg":
+            term_mask = losses.loss_mask(mask, int(self.cfg.ignore_first_k))
+            clip = _get(self.cfg, "clip_advantages")
+            shaped = losses.shape_advantages(
+                advantages, term_mask, bool(self.cfg.center_advantages), None if clip is None else float(clip)
+            )
+            per_sequence = losses.pg_loss(student, shaped, term_mask, self.length_norm)
+            if clip is not None and bool(term_mask.any()):
+                metrics["adv_clip_frac"] = float((shaped[term_mask].abs() >= float(clip)).double().mean())
+        elif self.name == "sft":
+            per_sequence = losses.sft_loss(student, mask, self.length_norm)
+        else:
+            per_sequence = losses.divergence_loss(divergence, mask, self.length_norm)
+            metrics["kl_mean"] = float(divergence.detach()[mask].double().mean()) if bool(mask.any()) else 0.0
+        if ref_tok is not None:
+            ref = scatter_to_rows(ref_tok, mask)
+            per_sequence = per_sequence + self.beta * losses.kl_to_ref_penalty(
+                student, ref, term_mask, self.length_norm
+            )
+            metrics["ref_kl_k1_mean"] = float((student.detach() - ref)[term_mask].double().mean())
+        loss = per_sequence.mean()
+        eos = losses.eos_positions(mask, batch.completion_ended)
+        metrics.update(losses.signal_metrics(student.detach(), teacher, mask, eos))
+        metrics.update(
+            loss=float(loss.detach()),
+            completions_truncated=float(batch.completions_truncated),
+            context_messages_dropped=float(batch.context_messages_dropped),
+        )
+        return losses.LossOutput(
+            loss=loss,
+            metrics=metrics,
+            student_logprobs=student.detach(),
+            teacher_logprobs=torch.zeros_like(student.detach()) if teacher is None else teacher.detach(),
+            advantages=advantages,
+            per_sequence=per_sequence,
+        )
+
+    # -- training-loop hooks ---------------------------------------------------------------------
+    def on_optimizer_step(self) -> None:
+        """Call after every optimiser step (updates an EMA teacher)."""
+        if self.teacher is not None:
+            self.teacher.on_optimizer_step()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "version": 1,
+            "loss": self.name,
+            "teacher": {} if self.teacher is None else self.teacher.state_dict(),
+            "initial": {} if self.initial is None else self.initial.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.initial is not None:
+            self.initial.check(state.get("initial", {}))
+        if self.teacher is not None:
+            self.teacher.load_state_dict(state.get("teacher", {}))
+
+
+def build_objective(cfg: Any, model: nn.Module) -> SDPOObjective:
+    """The objective for the composed run config (reads cfg.loss)."""
+    return SDPOObjective(model, cfg.loss)
