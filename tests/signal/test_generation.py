@@ -65,6 +65,26 @@ def test_effective_config_is_the_configured_one(tiny_model, tiny_tokenizer, monk
     assert model.generation_config.top_k == 1  # the model's own config is left as it was
 
 
+def test_lora_wrapped_model(tiny_model, tiny_tokenizer, monkeypatch):
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(_hostile(tiny_model), LoraConfig(r=2, target_modules=["q_proj"]))
+    base = model.get_base_model()
+    seen = []
+    real = base._prepare_generation_config
+
+    def spy(generation_config, **kwargs):
+        effective, model_kwargs = real(generation_config, **kwargs)
+        seen.append(effective)
+        return effective, model_kwargs
+
+    monkeypatch.setattr(base, "_prepare_generation_config", spy)
+    (ids, text, ended), *_ = sample_completions(model, tiny_tokenizer, [CHAT], _cfg(), KW)
+    assert len(ids) == 6 and isinstance(text, str) and not ended
+    assert (seen[0].temperature, seen[0].top_p, seen[0].top_k, seen[0].min_p) == (1.0, 1.0, 0, 0.0)
+    assert base.generation_config.top_k == 1
+
+
 def test_sampling_ignores_model_generation_config(tiny_model, tiny_tokenizer):
     model = _hostile(tiny_model)
     torch.manual_seed(0)

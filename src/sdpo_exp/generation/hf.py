@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from transformers import GenerationConfig as HFGenerationConfig
@@ -41,8 +40,7 @@ NEUTRAL_SAMPLING = {
 }
 
 
-@dataclass(frozen=True)
-class Sample:
+class Sample(NamedTuple):
     """One sampled completion: the token ids as generated (the end-of-turn token included when the
     model produced it), the decoded text without special tokens, and whether it ended naturally."""
 
@@ -142,12 +140,14 @@ def _cut(row: list[int], eos_ids: Sequence[int]) -> tuple[list[int], bool]:
 def _generate(
     model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor, hf_cfg: HFGenerationConfig
 ) -> torch.Tensor:
-    own = model.generation_config
-    model.generation_config = HFGenerationConfig()
+    # A PEFT wrapper delegates generate() to the model it wraps: blank that model's config.
+    owner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    own = owner.generation_config
+    owner.generation_config = HFGenerationConfig()
     try:
         return model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=hf_cfg)
     finally:
-        model.generation_config = own
+        owner.generation_config = own
 
 
 @torch.no_grad()
