@@ -15,7 +15,17 @@ EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 
 # For each preset: the overrides that make it finish in seconds on tiny_random. A new preset without
 # an entry here fails `test_every_experiment_has_fast_overrides`.
-FAST_OVERRIDES: dict[str, list[str]] = {}
+_SIGNAL_FAST = [
+    "model=tiny_random",
+    "task.max_cases=3",
+    "generation.max_new_tokens=8",
+    "task.min_completion_tokens=1",
+    "task.max_resamples=0",
+]
+FAST_OVERRIDES: dict[str, list[str]] = {
+    "signal_demo": _SIGNAL_FAST,
+    "signal_qwen8b": _SIGNAL_FAST,
+}
 
 TYPED = ["task", "model", "dataset", "loss", "trainer", "generation", "logger"]
 
