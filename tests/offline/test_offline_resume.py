@@ -104,3 +104,22 @@ def test_crash_while_writing_a_checkpoint_keeps_the_previous_one(compose, tmp_pa
     assert not partial.exists()  # cleaned up at the restart
     assert f"Resumed from {run_dir / 'checkpoints' / 'step-2'} at step 2 of 4" in caplog.text
     assert [s for s, _ in complete_checkpoints(run_dir)] == [2, 4]
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_nonzero(tmp_path):
+    run_dir = tmp_path / "run"
+    train = interaction_file(tmp_path / "train.jsonl", 6)
+    args = [*fast_overrides(train, None, max_steps=200, eval_every=0, save_every=0), "task.eval_at_start=false",
+            f"hydra.run.dir={run_dir}"]  # fmt: skip
+    with open(tmp_path / "log", "w") as log:
+        proc = cli(args, stdout=log, stderr=log)
+        deadline = time.monotonic() + 240
+        while not ((run_dir / "metrics.jsonl").exists() and (run_dir / "metrics.jsonl").read_text().strip()):
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "log").read_text()[-3000:]
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=120) == 1
+    (step, path), *_ = complete_checkpoints(run_dir)
+    assert step >= 1
+    assert "stopped by SIGTERM after saving a checkpoint" in (run_dir / "run.log").read_text()
+    assert not (run_dir / "final").exists()

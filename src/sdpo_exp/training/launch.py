@@ -39,16 +39,39 @@ def resolve_run_dir(overrides: list[str]) -> str:
     return str(OmegaConf.select(cfg, "hydra.run.dir"))
 
 
+def _accelerate_config(path: str | None) -> dict:
+    if not path:
+        return {}
+    import yaml
+
+    return yaml.safe_load(Path(path).read_text()) or {}
+
+
 def build_command(
     config: str | None, num_processes: int | None, overrides: list[str], run_dir: str
 ) -> list[str]:
+    """`accelerate launch` for GPU configs; torchrun for a CPU config (accelerate's own launcher starts
+    a single process on CPUs unless MPI is set up; torchrun starts them all, and the trainer's
+    Accelerator picks them up over gloo)."""
+    rest = [o for o in overrides if not o.startswith("hydra.run.dir=")]
+    script = [str(REPO_ROOT / "run.py"), *rest, f"hydra.run.dir={run_dir}"]
+    settings = _accelerate_config(config)
+    if settings.get("use_cpu") or settings.get("distributed_type") == "MULTI_CPU":
+        n = num_processes or int(settings.get("num_processes", 1))
+        return [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={n}",
+            *script,
+        ]
     cmd = [sys.executable, "-m", "accelerate.commands.launch"]
     if config:
         cmd += ["--config_file", config]
     if num_processes:
         cmd += ["--num_processes", str(num_processes)]
-    rest = [o for o in overrides if not o.startswith("hydra.run.dir=")]
-    return cmd + [str(REPO_ROOT / "run.py"), *rest, f"hydra.run.dir={run_dir}"]
+    return cmd + script
 
 
 def main(argv: list[str] | None = None) -> None:

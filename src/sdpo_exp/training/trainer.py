@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 from sdpo_exp.data.reader import ReadResult, read_interactions
 from sdpo_exp.errors import ConfigError
 from sdpo_exp.tasks.context import RunContext
-from sdpo_exp.training.checkpoint import STATE_FILE, CheckpointManager
+from sdpo_exp.training.checkpoint import STATE_FILE, CheckpointManager, complete_checkpoints
 from sdpo_exp.training.data_plan import DataPlan
 from sdpo_exp.training.distributed import any_process, make_accelerator, shared_run_dir
 from sdpo_exp.training.evaluation import evaluate
@@ -279,10 +279,20 @@ class OfflineTrainer:
         finally:
             self.progress.close()
         if bool(tcfg.save_final):
-            target = save_final_model(self.acc, self.model, self.tokenizer, self.run_dir / "final")
-            log.info("Outputs: final model %s, checkpoints %s, metrics %s", target, self.run_dir / "checkpoints",
-                     self.run_dir / "metrics.jsonl")  # fmt: skip
+            save_final_model(self.acc, self.model, self.tokenizer, self.run_dir / "final")
+        self._log_outputs()
         return self._summary()
+
+    def _log_outputs(self) -> None:
+        parts = [f"metrics {self.run_dir / 'metrics.jsonl'}", f"summary {self.run_dir / 'summary.json'}"]
+        if (self.run_dir / "final").is_dir():
+            parts.insert(0, f"final model {self.run_dir / 'final'}")
+        found = complete_checkpoints(self.run_dir)
+        if found:
+            parts.append(
+                f"checkpoints {', '.join(p.name for _, p in found)} in {self.run_dir / 'checkpoints'}"
+            )
+        log.info("Outputs: %s", "; ".join(parts))
 
     def _account(self, metrics: dict[str, float], seconds: float) -> None:
         tokens = metrics.pop("num_input_tokens", 0.0)
