@@ -219,3 +219,64 @@ def test_no_grad_pass_and_mixture_of_heads(tiny_model):
     assert torch.allclose(sharp, direct, atol=1e-5)
     empty = chunked_token_logprobs(hidden[:0], head, targets[:0])
     assert empty.shape == (0,)
+
+
+@pytest.mark.parametrize(("scale", "softcap"), [(1.0, None), (0.7, None), (1.3, 2.5)])
+def test_fused_head_gradients_match_autograd(scale, softcap):
+    from sdpo_exp.sdpo.fused_head import linear_token_logprobs
+
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(11, 6, dtype=torch.float64, generator=g, requires_grad=True)
+    w = torch.randn(17, 6, dtype=torch.float64, generator=g, requires_grad=True)
+    b = torch.randn(17, dtype=torch.float64, generator=g, requires_grad=True)
+    t = torch.randint(0, 17, (11,), generator=g)
+    weights = torch.randn(11, dtype=torch.float64, generator=g)
+    (linear_token_logprobs(h, w, b, t, 4, scale, softcap) * weights).sum().backward()
+    fused = [x.grad.clone() for x in (h, w, b)]
+    for x in (h, w, b):
+        x.grad = None
+    z = (h @ w.T + b) * scale
+    if softcap is not None:
+        z = torch.tanh(z / softcap) * softcap
+    (torch.log_softmax(z, -1).gather(1, t[:, None]).squeeze(1) * weights).sum().backward()
+    for got, x in zip(fused, (h, w, b), strict=True):
+        assert torch.allclose(got, x.grad, atol=1e-12)
+
+
+def test_lora_adapted_lm_head_takes_the_generic_path(tiny_tokenizer):
+    from sdpo_exp.config.schemas.loss import PGLossConfig, TeacherConfig, TeacherKind
+    from sdpo_exp.errors import ConfigError
+    from sdpo_exp.sdpo.objective import SDPOObjective
+
+    torch.manual_seed(0)
+    cfg = model_cfg(
+        "tiny_random",
+        **{
+            "lora.enabled": True,
+            "lora.r": 2,
+            "lora.dropout": 0.0,
+            "lora.target_modules": ["q_proj", "lm_head"],
+        },
+    )
+    model = load_model(cfg, CACHE_DIR, tiny_tokenizer)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(std=0.2)
+    assert LogitHead.of(model).linear_parts() is None
+    batch = random_batch(model.config.vocab_size, seed=13)
+    weights = torch.randn(batch.completion_ids.shape, generator=torch.Generator().manual_seed(2))
+    (completion_logprobs(model, *_inputs(batch), chunk_size=3) * weights).sum().backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+    model.zero_grad()
+    logits = model(input_ids=batch.student_input_ids, attention_mask=batch.student_attention_mask).logits
+    ref = reference_logprobs(logits, batch.student_prompt_lens, batch.completion_ids, batch.completion_mask)
+    (ref * weights).sum().backward()
+    assert any("lm_head" in n for n in grads)
+    for n, p in model.named_parameters():
+        if p.requires_grad:
+            assert float((grads[n] - p.grad).abs().max()) <= 1e-5 * float(p.grad.abs().max()) + 1e-7, n
+    # a teacher with other weights cannot capture an adapted head: a clear config error
+    with pytest.raises(ConfigError, match="LoRA"):
+        SDPOObjective(model, PGLossConfig(teacher=TeacherConfig(kind=TeacherKind.base)))
+    assert torch.isfinite(SDPOObjective(model, PGLossConfig())(batch).loss)

@@ -224,3 +224,49 @@ def test_loss_specific_range_checks(compose):
     ):
         with pytest.raises(ConfigError):
             build_objective(compose(*overrides), tiny_lm(VOCAB))
+
+
+def test_ema_of_a_bf16_model_is_averaged_in_float32():
+    model = tiny_lm(VOCAB, torch.bfloat16)
+    obj = SDPOObjective(model, pg("ema", ema_rate=0.05))
+    theta0 = {n: p.detach().float() for n, p in model.named_parameters()}
+    expected = dict(theta0)
+    for step in range(5):
+        perturb(model, 10 + step, scale=0.01)
+        obj.on_optimizer_step()
+        expected = {n: 0.95 * expected[n] + 0.05 * p.detach().float() for n, p in model.named_parameters()}
+    state = obj.state_dict()["teacher"]["ema"]
+    for n in theta0:
+        assert state[n].dtype == torch.float32
+        assert torch.allclose(state[n], expected[n], atol=1e-6), n
+    # a bf16 average would not have moved at all: the updates are below bf16 resolution
+    moved = max(float((state[n] - theta0[n]).abs().max()) for n in theta0)
+    assert moved > 1e-4
+    out = obj(toy_batch(9))
+    assert torch.isfinite(out.loss)
+
+
+def test_objective_through_a_ddp_wrapper_gives_the_same_gradients(monkeypatch):
+    import socket
+
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(port))
+    dist.init_process_group("gloo", rank=0, world_size=1)
+    try:
+        batch = toy_batch(10)
+        plain = tiny_lm(VOCAB)
+        SDPOObjective(plain, pg("ema"))(batch).loss.backward()
+        wrapped = DistributedDataParallel(tiny_lm(VOCAB))
+        obj = SDPOObjective(wrapped, pg("ema"))
+        obj(batch).loss.backward()
+        obj.on_optimizer_step()
+        for (n, a), b in zip(plain.named_parameters(), wrapped.module.parameters(), strict=True):
+            assert torch.allclose(a.grad, b.grad, atol=1e-6), n
+    finally:
+        dist.destroy_process_group()

@@ -20,6 +20,8 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
+from sdpo_exp.sdpo.fused_head import linear_token_logprobs
+
 log = logging.getLogger(__name__)
 
 
@@ -81,6 +83,14 @@ class LogitHead:
         return LogitHead(
             weight=self.module.weight.detach(), bias=bias, softcap=self.softcap, scale=self.scale
         )
+
+    def linear_parts(self) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+        """(weight, bias) when the head is a plain Linear layer (the fast path), else None."""
+        if self.weight is not None:
+            return self.weight, self.bias
+        if type(self.module) is nn.Linear:
+            return self.module.weight, self.module.bias
+        return None
 
     def __call__(self, hidden: torch.Tensor) -> torch.Tensor:
         if self.module is not None:
@@ -202,7 +212,14 @@ def map_chunks(
 def chunked_token_logprobs(
     hidden: torch.Tensor, head: LogitHead, targets: torch.Tensor, chunk_size: int = 128
 ) -> torch.Tensor:
-    """(N,) float32 log p(target_n | hidden_n), differentiable when grad is enabled."""
+    """(N,) float32 log p(target_n | hidden_n), differentiable when grad is enabled.
+
+    A plain Linear head takes the fused path (`fused_head`: analytic backward); any other head (e.g.
+    one adapted by LoRA) is recomputed per chunk under activation checkpointing.
+    """
+    linear = head.linear_parts()
+    if linear is not None:
+        return linear_token_logprobs(hidden, *linear, targets, chunk_size, head.scale, head.softcap)
 
     def one_chunk(h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         logits = head(h)
@@ -241,12 +258,15 @@ class LogitMixture:
 
     def token_logprobs(self, targets: torch.Tensor, chunk_size: int = 128) -> torch.Tensor:
         """(N,) float32 log-probs of `targets` under the mixed logits."""
-
-        def one_chunk(t: torch.Tensor, *hs: torch.Tensor) -> torch.Tensor:
-            logits = self.logits(list(hs))
-            return logits.gather(1, t[:, None]).squeeze(1) - torch.logsumexp(logits, dim=-1)
-
         with torch.no_grad():
+            if len(self.parts) == 1 and self.parts[0][0] == 1.0:
+                _, hidden, head = self.parts[0]
+                return chunked_token_logprobs(hidden, head, targets, chunk_size)
+
+            def one_chunk(t: torch.Tensor, *hs: torch.Tensor) -> torch.Tensor:
+                logits = self.logits(list(hs))
+                return logits.gather(1, t[:, None]).squeeze(1) - torch.logsumexp(logits, dim=-1)
+
             (out,) = map_chunks(one_chunk, [targets, *self.hidden_list()], chunk_size, recompute=False)
         return out
 

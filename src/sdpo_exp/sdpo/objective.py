@@ -99,6 +99,11 @@ class SDPOObjective:
         self.beta = float(loss_cfg.kl_to_ref_beta)
         kind = str(_value(loss_cfg.teacher.kind))
         needs_initial = self.beta > 0 or (self.name != "sft" and kind in ("base", "trust_region"))
+        if needs_initial or (self.name != "sft" and kind == "ema"):
+            try:  # other weights' heads are captured as tensors: the LM head must be a plain Linear
+                LogitHead.of(model).frozen()
+            except ValueError as exc:
+                raise ConfigError(f"loss.teacher.kind={kind} / loss.kl_to_ref_beta: {exc}") from None
         self.initial = InitialWeights(model) if needs_initial else None
         self.teacher = None if self.name == "sft" else self._build_teacher(kind)
         self.divergence, self.temperature = (
@@ -113,11 +118,6 @@ class SDPOObjective:
         )
 
     def _build_teacher(self, kind: str) -> Teacher:
-        if kind != "live" or self.beta > 0:
-            try:
-                LogitHead.of(self.model).frozen()
-            except ValueError as exc:
-                raise ConfigError(f"loss.teacher.kind={kind} / kl_to_ref_beta: {exc}") from None
         if kind == "live":
             return Teacher()
         if kind == "ema":

@@ -57,18 +57,23 @@ def find_peft_model(model: nn.Module) -> nn.Module | None:
 class ParamSnapshot:
     """A detached copy of some parameters that can be swapped into the model in place of theirs."""
 
-    def __init__(self, named: list[tuple[str, nn.Parameter]]) -> None:
+    def __init__(self, named: list[tuple[str, nn.Parameter]], float32_master: bool = False) -> None:
         self.names = [n for n, _ in named]
         self.params = [p for _, p in named]
         with torch.no_grad():
             self.tensors = [p.detach().clone() for p in self.params]
+            # An average kept in bf16/fp16 would stall: rate * (difference) falls below their resolution.
+            self.master = [
+                t.float() if float32_master and t.dtype in (torch.bfloat16, torch.float16) else t
+                for t in self.tensors
+            ]
 
     @classmethod
-    def trainable(cls, model: nn.Module) -> ParamSnapshot:
+    def trainable(cls, model: nn.Module, float32_master: bool = False) -> ParamSnapshot:
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         if not named:
             raise SdpoError("the model has no trainable parameters to take a teacher snapshot of")
-        return cls(named)
+        return cls(named, float32_master)
 
     @property
     def num_elements(self) -> int:
@@ -88,19 +93,23 @@ class ParamSnapshot:
     @torch.no_grad()
     def lerp_(self, rate: float) -> None:
         """snapshot <- (1 - rate) * snapshot + rate * current weights."""
-        for t, p in zip(self.tensors, self.params, strict=True):
-            t.lerp_(p.detach().to(t.dtype), rate)
+        for m, t, p in zip(self.master, self.tensors, self.params, strict=True):
+            m.lerp_(p.detach().to(m.dtype), rate)
+            if m is not t:
+                t.copy_(m)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return {n: t.detach().cpu().clone() for n, t in zip(self.names, self.tensors, strict=True)}
+        return {n: m.detach().cpu().clone() for n, m in zip(self.names, self.master, strict=True)}
 
     @torch.no_grad()
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         missing = set(self.names) - set(state)
         if missing:
             raise SdpoError(f"teacher snapshot state lacks {sorted(missing)[:3]} (and maybe more)")
-        for n, t in zip(self.names, self.tensors, strict=True):
-            t.copy_(state[n])
+        for n, m, t in zip(self.names, self.master, self.tensors, strict=True):
+            m.copy_(state[n])
+            if m is not t:
+                t.copy_(m)
 
     def fingerprint(self) -> list[float]:
         return [float(t.double().sum()) + float(t.double().norm()) for t in self.tensors]
@@ -181,7 +190,7 @@ class EMATeacher(Teacher):
 
     def __init__(self, model: nn.Module, rate: float) -> None:
         self.rate = float(rate)
-        self.snapshot = ParamSnapshot.trainable(model)
+        self.snapshot = ParamSnapshot.trainable(model, float32_master=True)
         self.updates = 0
 
     def mixture(self, model: nn.Module, batch: Any) -> LogitMixture:

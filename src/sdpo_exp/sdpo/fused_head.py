@@ -1,0 +1,115 @@
+"""log p(target | hidden) through a Linear LM head, chunked, with an analytic backward.
+
+Forward: for each chunk of positions, logits = transform(hidden @ W^T + b) in float32 (float64 for a
+float64 model), keep only logsumexp and the target logit. Backward: recompute the chunk's logits,
+turn them in place into softmax - onehot, scale by the incoming gradient, and multiply back through
+the head. Nothing of size (positions, vocabulary) outlives a chunk, and no autograd graph is built
+per chunk, which makes it faster than recomputation under activation checkpointing.
+
+Gradient w.r.t. logits z of log p_t = z_t - logsumexp(z): g * (onehot_t - softmax(z)). The logit
+transforms (a factor `scale`, Gemma 2's soft-capping `cap * tanh(z / cap)`) are chained in.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+
+def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _logits(
+    h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, scale: float, softcap: float | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(transformed logits in the accumulation dtype, tanh values when soft-capped)."""
+    z = F.linear(h.to(weight.dtype), weight, bias).to(_acc_dtype(weight.dtype))
+    if scale != 1.0:
+        z.mul_(scale)
+    if softcap is None:
+        return z, None
+    tanh = torch.tanh(z.div_(softcap))
+    return tanh * softcap, tanh
+
+
+def _logsumexp_(z: torch.Tensor) -> torch.Tensor:
+    """logsumexp over the last dimension, overwriting z (fewer passes and no copy of (n, V))."""
+    peak = z.amax(dim=-1, keepdim=True)
+    peak = torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak))
+    return peak.squeeze(-1) + z.sub_(peak).exp_().sum(dim=-1).log()
+
+
+class LinearTokenLogProb(torch.autograd.Function):
+    @staticmethod
+    def forward(
+        ctx,
+        hidden: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        targets: torch.Tensor,
+        chunk_size: int,
+        scale: float,
+        softcap: float | None,
+    ) -> torch.Tensor:
+        acc = _acc_dtype(weight.dtype)
+        n = hidden.shape[0]
+        out = torch.empty(n, dtype=acc, device=hidden.device)
+        lse = torch.empty(n, dtype=acc, device=hidden.device)
+        for start in range(0, n, chunk_size):
+            stop = min(start + chunk_size, n)
+            z, _ = _logits(hidden[start:stop], weight, bias, scale, softcap)
+            target_logit = z.gather(1, targets[start:stop, None]).squeeze(1)
+            lse[start:stop] = _logsumexp_(z)
+            out[start:stop] = target_logit - lse[start:stop]
+        ctx.save_for_backward(hidden, weight, bias, targets, lse)
+        ctx.chunk_size, ctx.scale, ctx.softcap = chunk_size, scale, softcap
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        hidden, weight, bias, targets, lse = ctx.saved_tensors
+        need_h, need_w, need_b = ctx.needs_input_grad[:3]
+        acc = lse.dtype
+        grad_h = torch.empty_like(hidden) if need_h else None
+        grad_w = torch.zeros(weight.shape, dtype=acc, device=weight.device) if need_w else None
+        grad_b = torch.zeros(weight.shape[0], dtype=acc, device=weight.device) if need_b else None
+        for start in range(0, hidden.shape[0], ctx.chunk_size):
+            stop = min(start + ctx.chunk_size, hidden.shape[0])
+            h = hidden[start:stop]
+            z, tanh = _logits(h, weight, bias, ctx.scale, ctx.softcap)
+            dz = z.sub_(lse[start:stop, None]).exp_()  # softmax, in place
+            dz.scatter_add_(1, targets[start:stop, None], torch.full_like(dz[:, :1], -1.0))
+            dz.mul_(-grad_out[start:stop, None].to(acc))  # g * (onehot - softmax)
+            if tanh is not None:
+                dz.mul_(1.0 - tanh.square_())
+            if ctx.scale != 1.0:
+                dz.mul_(ctx.scale)
+            if grad_b is not None:
+                grad_b += dz.sum(0)
+            dz_w = dz.to(weight.dtype)
+            if grad_h is not None:
+                grad_h[start:stop] = (dz_w @ weight).to(hidden.dtype)
+            if grad_w is not None:
+                if weight.dtype == acc:
+                    grad_w.addmm_(dz.t(), h)
+                else:  # the matmul in the head's dtype (as autograd would), summed over chunks in float32
+                    grad_w.add_(dz_w.t() @ h.to(weight.dtype))
+        grad_w = None if grad_w is None else grad_w.to(weight.dtype)
+        grad_b = None if grad_b is None else grad_b.to(bias.dtype)
+        return grad_h, grad_w, grad_b, None, None, None, None
+
+
+def linear_token_logprobs(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    targets: torch.Tensor,
+    chunk_size: int,
+    scale: float = 1.0,
+    softcap: float | None = None,
+) -> torch.Tensor:
+    """(N,) log-probs of `targets`; differentiable w.r.t. hidden, weight and bias."""
+    if chunk_size < 1:
+        raise ValueError("chunk_size must be positive")
+    return LinearTokenLogProb.apply(hidden, weight, bias, targets, int(chunk_size), float(scale), softcap)
