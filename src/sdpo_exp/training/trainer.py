@@ -50,6 +50,8 @@ class OfflineTrainer:
         for name, level in _QUIET.items():
             logging.getLogger(name).setLevel(level)
         self.acc = make_accelerator(cfg.trainer)
+        if not self.acc.is_main_process:  # the main process reports; the others only warn
+            logging.getLogger("sdpo_exp").setLevel(logging.WARNING)
         self.run_dir = shared_run_dir(self.acc, Path(ctx.run_dir))
         self.geometry = batch_geometry(cfg.trainer, self.acc.num_processes)
         check_optimizer_available(cfg.trainer, self.acc.device)
@@ -88,12 +90,13 @@ class OfflineTrainer:
             self.eval_set = usable_interactions(self.builder, eval_read.interactions, self.acc, "eval")
         if not self.train_set.interactions:
             raise ConfigError(f"none of the interactions in {train_read.path} fits the token limits")
-        self.data_metrics = {
-            **train_read.summary("data/train"),
-            **self.train_set.summary("data/train"),
-            **(eval_read.summary("data/eval") if eval_read else {}),
-            **(self.eval_set.summary("data/eval") if self.eval_set else {}),
-        }
+        parts = [train_read.summary("data/train"), self.train_set.summary("data/train")]
+        if eval_read is not None:
+            parts += [eval_read.summary("data/eval"), self.eval_set.summary("data/eval")]
+        self.data_metrics: dict[str, float] = {}
+        for part in parts:  # the reader's and the batch builder's skip counts add up
+            for key, value in part.items():
+                self.data_metrics[key] = self.data_metrics.get(key, 0) + value
         self.plan = DataPlan(len(self.train_set.interactions), self.geometry, int(cfg.seed))
         self.total_steps = self.plan.total_steps(int(cfg.trainer.epochs), cfg.trainer.max_steps)
         if self.total_steps < 1:
