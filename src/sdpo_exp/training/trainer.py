@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -213,10 +214,10 @@ class OfflineTrainer:
         )
         metrics["eval/seconds"] = time.perf_counter() - t0
         self.ctx.log(metrics, step)
-        self.progress.write(
-            f"step {step}: eval loss {metrics.get('eval/loss', float('nan')):.4g}, "
-            f"mean |A| {metrics.get('eval/adv_abs_mean', float('nan')):.4g}"
-        )
+        message = f"step {step}: eval loss {metrics.get('eval/loss', float('nan')):.4g}"
+        if math.isfinite(metrics.get("eval/adv_abs_mean", float("nan"))):
+            message += f", mean |A| {metrics['eval/adv_abs_mean']:.4g}"
+        log.info("%s", message)
         log.debug("eval at step %d: %s", step, metrics)
         self.final_metrics.update(metrics)
         return metrics
