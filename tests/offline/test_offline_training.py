@@ -48,6 +48,12 @@ def test_outputs_final_model_and_metrics(compose, tmp_path):
     saved = json.loads((run_dir / "summary.json").read_text())
     assert saved["data/train/records"] == 6 and saved["total_steps"] == 3
 
+    # the same run again in the same directory (no checkpoints): it starts over and replaces the rows
+    run_in_process(compose, run_dir, [*overrides, "task.eval_at_start=false"])
+    again = metrics_rows(run_dir)
+    assert [r["step"] for r in again] == [r["step"] for r in rows]
+    assert [r.get("train/loss") for r in again] == [r.get("train/loss") for r in rows]
+
     cfg = compose("model=tiny_random", f"model.path={run_dir / 'final'}")
     tokenizer = load_tokenizer(cfg.model, cfg.paths.cache_dir)
     model = load_model(cfg.model, cfg.paths.cache_dir, tokenizer)

@@ -145,6 +145,12 @@ class OfflineTrainer:
         self.checkpoints.remove_incomplete()
         path = checkpoint_to_resume(str(self.cfg.resume), self.run_dir)
         if path is None:
+            if self.ctx.is_main_process:  # a fresh start replaces what an earlier attempt logged here
+                removed = truncate_metrics(self.run_dir / "metrics.jsonl", -1)
+                if removed:
+                    log.warning(
+                        "Starting from step 0: removed %d metrics rows of an earlier attempt", removed
+                    )
             return
         saved = json.loads((path / STATE_FILE).read_text())
         check_compatible(saved.get("fingerprint", {}), self.fingerprint, path)
