@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 export SDPO_CACHE_DIR ?= $(HOME)/.cache/sdpo-exp
 RUN_ARGS ?= experiment=offline_demo
 
-# The CPU build of torch on machines without an NVIDIA GPU (never the multi-GB CUDA wheels).
+# The CPU build of torch on machines without an NVIDIA GPU (never the multi-GB CUDA wheels): from the
+# configured indexes or local wheel folders when they carry it, else from PyTorch's CPU index.
 HAS_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
 ifeq ($(HAS_GPU),1)
 TORCH_SPEC := torch==2.13.0
@@ -27,7 +28,8 @@ help:
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet $(TORCH_INDEX) "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)" 2>/dev/null \
+	  || $(BIN)/python -m pip install --quiet $(TORCH_INDEX) "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $@
 

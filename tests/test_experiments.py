@@ -22,9 +22,31 @@ _SIGNAL_FAST = [
     "task.min_completion_tokens=1",
     "task.max_resamples=0",
 ]
+_OFFLINE_FAST = [
+    "model=tiny_random",
+    "trainer.optimizer=adamw",
+    "trainer.precision=no",
+    "trainer.max_steps=1",
+    "trainer.global_batch_size=2",
+    "trainer.per_device_batch_size=2",
+    "trainer.max_prompt_tokens=128",
+    "trainer.max_completion_tokens=32",
+    "trainer.save_every=0",
+    "dataset.max_train_records=8",
+    "task.progress_bar=false",
+]
+# The paper presets read prepared WildFeedback/WildChat files; here they train on the shipped demo file.
+_PAPER_OFFLINE_FAST = [*_OFFLINE_FAST, "dataset.train_path=${resource:offline_demo/train.jsonl}"]
 FAST_OVERRIDES: dict[str, list[str]] = {
     "signal_demo": _SIGNAL_FAST,
     "signal_qwen8b": _SIGNAL_FAST,
+    "offline_demo": [*_OFFLINE_FAST, "dataset.max_eval_records=4"],
+    "wildfeedback_qwen4b": _PAPER_OFFLINE_FAST,
+    "wildfeedback_qwen8b": _PAPER_OFFLINE_FAST,
+    "wildfeedback_olmo3_7b_sft": _PAPER_OFFLINE_FAST,
+    "wildfeedback_olmo3_7b_dpo": _PAPER_OFFLINE_FAST,
+    "wildchat_qwen8b": _PAPER_OFFLINE_FAST,
+    "sft_wildfeedback_qwen4b": _PAPER_OFFLINE_FAST,
 }
 
 TYPED = ["task", "model", "dataset", "loss", "trainer", "generation", "logger"]
