@@ -10,6 +10,7 @@ from omegaconf import OmegaConf, open_dict
 
 from sdpo_exp.tasks import TASKS
 from sdpo_exp.tasks.runner import execute
+from test_experiments import FAST_OVERRIDES
 
 
 @pytest.fixture()
@@ -94,8 +95,6 @@ def test_multirun_layout_and_seeded_training_is_deterministic(run_cli, tmp_path)
     """A sweep of real (tiny) offline training runs: seeds 1, 1, 2 under outputs/<task>/multirun/<date>/<time>/<job>.
 
     The two seed-1 jobs log identical metrics at every step (timings aside); seed 2 differs."""
-    from test_experiments import FAST_OVERRIDES
-
     overrides = [o for o in FAST_OVERRIDES["offline_demo"] if not o.startswith("trainer.max_steps")]
     proc = run_cli(
         ["-m", "experiment=offline_demo", *overrides, "trainer.max_steps=2", "seed=1,1,2"]
