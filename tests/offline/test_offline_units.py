@@ -48,16 +48,13 @@ def test_each_epoch_uses_every_example_once(n, per_device, accum, procs):
         for k in range(plan.steps_per_epoch):
             step = epoch * plan.steps_per_epoch + k
             from_slots = []
-            total_weight = 0.0
             for rank in range(procs):
                 micro = plan.micro_batches(step, rank)
                 assert len(micro) == accum  # every process runs the same number of micro-batches
+                assert all(len(mb) <= per_device for mb in micro)
                 for mb in micro:
-                    from_slots += mb.indices
-                    total_weight += mb.weight
+                    from_slots += mb
             assert sorted(from_slots) == sorted(plan.step_items(step))
-            # weights: sum over processes of each process's weights = processes (DDP divides by it)
-            assert total_weight == pytest.approx(procs)
             seen += from_slots
         assert sorted(seen) == list(range(n))
 
@@ -71,11 +68,10 @@ def test_epoch_order_depends_on_seed_and_epoch_only():
     assert plan.step_items(13) == DataPlan(50, BatchGeometry(4, 1, 1), seed=1).step_items(13)
 
 
-def test_short_last_step_weights_match_the_global_mean():
+def test_short_last_step_leaves_an_empty_filler_slot():
     plan = DataPlan(5, BatchGeometry(2, 2, 1), seed=0)  # steps of 4, the last one has 1 example
     (first, second) = plan.micro_batches(1, 0)
-    assert len(first.indices) == 1 and second.indices == []
-    assert first.weight == 1.0 and second.weight == 0.0
+    assert len(first) == 1 and second == []
 
 
 @pytest.mark.parametrize("kind", list(Scheduler))
@@ -152,13 +148,20 @@ def test_truncate_metrics_keeps_rows_up_to_the_step(tmp_path):
     assert [r["step"] for r in lines] == [0, 1, 2, 3] and lines[-1]["x"] == "new"
 
 
-def test_metric_sums_pool_by_sequences_tokens_and_counts():
+def test_metric_sums_pool_by_tokens_and_counts_and_the_loss_by_its_units():
     sums = MetricSums()
-    sums.add({"loss": 1.0, "adv_mean": 0.5, "num_tokens": 10, "completions_truncated": 1}, sequences=2)
-    sums.add({"loss": 4.0, "adv_mean": 2.0, "num_tokens": 30, "completions_truncated": 0}, sequences=1)
+    sums.add(
+        {"loss_sum": 3.0, "loss_units": 2, "adv_mean": 0.5, "num_tokens": 10, "completions_truncated": 1},
+        sequences=2,
+    )
+    sums.add(
+        {"loss_sum": 4.0, "loss_units": 5, "adv_mean": 2.0, "num_tokens": 30, "completions_truncated": 0},
+        sequences=1,
+    )
     acc = SimpleNamespace(num_processes=1)
     out = sums.reduce(acc)
-    assert out["loss"] == pytest.approx((1.0 * 2 + 4.0) / 3)
+    assert out["loss"] == pytest.approx((3.0 + 4.0) / (2 + 5))
+    assert "loss_sum" not in out and "loss_units" not in out
     assert out["adv_mean"] == pytest.approx((0.5 * 10 + 2.0 * 30) / 40)
     assert out["num_tokens"] == 40 and out["completions_truncated"] == 1
 

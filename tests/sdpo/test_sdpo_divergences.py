@@ -31,11 +31,17 @@ def brute_kl(lp_p, lp_q):
 
 
 def brute_jsd(lp_s, lp_t, alpha):
+    """TRL's convention (trl.experimental.sdpo, compute_divergence): m = (1 - a) s + a t,
+    (1 - a) KL(s || m) + a KL(t || m); a = 0 is KL(t || s) and a = 1 is KL(s || t) by definition."""
+    if alpha == 0:
+        return brute_kl(lp_t, lp_s)
+    if alpha == 1:
+        return brute_kl(lp_s, lp_t)
     out = []
     for rs, rt in zip(lp_s.exp().tolist(), lp_t.exp().tolist(), strict=True):
         mix = [(1 - alpha) * a + alpha * b for a, b in zip(rs, rt, strict=True)]
-        v = sum(alpha * a * math.log(a / m) for a, m in zip(rs, mix, strict=True) if a > 0)
-        v += sum((1 - alpha) * b * math.log(b / m) for b, m in zip(rt, mix, strict=True) if b > 0)
+        v = sum((1 - alpha) * a * math.log(a / m) for a, m in zip(rs, mix, strict=True) if a > 0)
+        v += sum(alpha * b * math.log(b / m) for b, m in zip(rt, mix, strict=True) if b > 0)
         out.append(v)
     return torch.tensor(out, dtype=torch.float64)
 
@@ -48,18 +54,24 @@ def test_kl_directions_match_brute_force():
     assert torch.equal(reverse_kl(s, s), torch.zeros(6, dtype=torch.float64))
 
 
-@pytest.mark.parametrize("alpha", [0.0, 1e-4, 0.3, 0.5, 0.9, 1.0])
+@pytest.mark.parametrize("alpha", [0.0, 1e-4, 0.1, 0.3, 0.5, 0.9, 1.0])
 def test_generalized_jsd_matches_brute_force(alpha):
     s, t = _logprobs(2), _logprobs(3)
     assert torch.allclose(generalized_jsd(s, t, alpha), brute_jsd(s, t, alpha), atol=1e-10)
 
 
-def test_jsd_endpoints_are_the_two_kls_and_it_is_continuous():
+def test_jsd_endpoints_are_the_two_kls_and_the_weights_follow_trl():
     s, t = _logprobs(4), _logprobs(5)
     assert torch.allclose(generalized_jsd(s, t, 1.0), reverse_kl(s, t), atol=1e-12)
     assert torch.allclose(generalized_jsd(s, t, 0.0), forward_kl(s, t), atol=1e-12)
-    assert torch.allclose(generalized_jsd(s, t, 1 - 1e-10), reverse_kl(s, t), atol=1e-5)
-    assert torch.allclose(generalized_jsd(s, t, 1e-10), forward_kl(s, t), atol=1e-5)
+    # the mixture form vanishes towards both ends (m -> s, m -> t): as in TRL, not continuous there
+    assert float(generalized_jsd(s, t, 1e-6).abs().max()) < 1e-4
+    assert float(generalized_jsd(s, t, 1 - 1e-6).abs().max()) < 1e-4
+    # at 0.1 most of the weight is on KL(s || m), m close to s: small; the reversed weights are not
+    p_s, p_t = s.exp(), t.exp()
+    m = 0.9 * p_s + 0.1 * p_t
+    reversed_weights = 0.1 * (p_s * (p_s / m).log()).sum(-1) + 0.9 * (p_t * (p_t / m).log()).sum(-1)
+    assert not torch.allclose(generalized_jsd(s, t, 0.1), reversed_weights, atol=1e-2)
     with pytest.raises(ValueError):
         generalized_jsd(s, t, 1.5)
 

@@ -170,8 +170,14 @@ def test_pg_options_on_hand_made_tensors():
     # sequence norm: l_0 = -(1*-1 + -1*-2 + 3*-3)/3 = 8/3; l_1 = -(2*-.5 + 4*-.5)/2 = 1.5
     per_seq = losses.pg_loss(s, losses.shape_advantages(adv, mask), mask, LengthNorm.sequence)
     assert torch.allclose(per_seq, torch.tensor([8 / 3, 1.5]))
-    # token norm: all 5 tokens weigh the same: mean = (8 + 3) / 5
-    assert torch.allclose(losses.pg_loss(s, adv * mask, mask, "token").mean(), torch.tensor(11 / 5))
+    assert losses.normaliser_units(mask, "sequence").tolist() == [1.0, 1.0]
+    # token norm: numerators are plain sums, the units the token counts: all 5 tokens weigh the same
+    per_tok = losses.pg_loss(s, adv * mask, mask, "token")
+    assert torch.allclose(per_tok, torch.tensor([8.0, 3.0]))
+    assert losses.normaliser_units(mask, "token").tolist() == [3.0, 2.0]
+    # ignore_first_k=2 leaves row 1 without loss tokens: it is out of the sequence mean, not a zero in it
+    k2 = losses.loss_mask(mask, 2)
+    assert losses.normaliser_units(k2, "sequence").tolist() == [1.0, 0.0]
     # ignore_first_k=1 drops column 0
     km = losses.loss_mask(mask, 1)
     assert km.tolist() == [[False, True, True, False], [False, True, False, False]]
@@ -183,7 +189,7 @@ def test_pg_options_on_hand_made_tensors():
     clipped = losses.shape_advantages(adv, mask, clip=1.5)
     assert clipped[0, :3].tolist() == [1.0, -1.0, 1.5] and clipped[1, :2].tolist() == [1.5, 1.5]
     # sft and the gradient of pg
-    assert torch.allclose(losses.sft_loss(s, mask, "token").mean(), torch.tensor(7.0 / 5))
+    assert torch.allclose(losses.sft_loss(s, mask, "token").sum() / 5, torch.tensor(7.0 / 5))
     per_seq.mean().backward()
     assert torch.allclose(s.grad, -adv * mask / torch.tensor([[3.0], [2.0]]) / 2)
 
@@ -201,7 +207,8 @@ def test_pg_objective_options_change_the_loss_as_specified():
         (PGLossConfig(length_norm=LengthNorm.token), mask, None),
     ]:
         shaped = shaped if shaped is not None else adv * expected_mask
-        expected = losses.pg_loss(s, shaped, expected_mask, cfg.length_norm).mean()
+        units = losses.normaliser_units(expected_mask, cfg.length_norm).sum()
+        expected = losses.pg_loss(s, shaped, expected_mask, cfg.length_norm).sum() / units
         got = SDPOObjective(model, cfg)(batch)
         assert torch.allclose(got.loss.detach(), expected, atol=1e-12), cfg
         assert not torch.allclose(got.loss.detach(), plain.loss.detach(), atol=1e-9), cfg
@@ -225,7 +232,8 @@ def test_metrics_are_what_they_say():
     lengths = mask.sum(1)
     last = out.advantages[torch.arange(3), lengths - 1]
     assert m["num_eos_tokens"] == 3.0 and m["adv_eos_mean"] == pytest.approx(float(last.mean()))
-    assert m["loss"] == pytest.approx(float(out.loss.detach()))
+    assert m["loss_sum"] / m["loss_units"] == pytest.approx(float(out.loss.detach()))
+    assert m["loss_units"] == 3.0  # pg's default: the mean over sequences
     sft = SDPOObjective(model, SFTLossConfig())(batch)
     assert "adv_mean" not in sft.metrics and sft.advantages is None
     assert sft.loss.item() == pytest.approx(-float(out.student_logprobs[mask].mean()))

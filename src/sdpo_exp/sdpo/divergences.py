@@ -36,25 +36,26 @@ def forward_kl(lp_student: torch.Tensor, lp_teacher: torch.Tensor) -> torch.Tens
 
 
 def generalized_jsd(lp_student: torch.Tensor, lp_teacher: torch.Tensor, alpha: float) -> torch.Tensor:
-    """alpha KL(s || m) + (1 - alpha) KL(t || m) with m = (1 - alpha) s + alpha t.
+    """TRL's generalised JSD (`trl.experimental.sdpo`, GKD): with m = (1 - alpha) s + alpha t,
+    (1 - alpha) KL(s || m) + alpha KL(t || m) for 0 < alpha < 1.
 
-    alpha = 1 gives m = t and the reverse KL(s || t); alpha = 0 gives m = s and the forward KL(t || s);
-    alpha = 0.5 is the symmetric Jensen-Shannon divergence. Continuous in alpha.
+    alpha = 0 is the forward KL(t || s) and alpha = 1 the reverse KL(s || t), by definition; the
+    mixture form itself tends to 0 at both ends (it is not continuous there). alpha = 0.5 is the
+    symmetric Jensen-Shannon divergence.
     """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
-    log_a = math.log(alpha) if alpha > 0 else -math.inf
-    log_1ma = math.log(1.0 - alpha) if alpha < 1 else -math.inf
-    # Clamping -inf (a zero weight, or a token both give zero mass) to a finite floor keeps the
-    # backward of logaddexp free of NaN; such entries have zero mass and contribute nothing.
+    if alpha == 0.0:
+        return forward_kl(lp_student, lp_teacher)
+    if alpha == 1.0:
+        return reverse_kl(lp_student, lp_teacher)
+    # Clamping -inf (a token both give zero mass) to a finite floor keeps the backward of logaddexp
+    # free of NaN; such entries have zero mass and contribute nothing.
     floor = torch.finfo(lp_student.dtype).min
-    lp_mix = torch.logaddexp((lp_student + log_1ma).clamp(min=floor), (lp_teacher + log_a).clamp(min=floor))
-    out = torch.zeros_like(lp_student[..., 0])
-    if alpha > 0:
-        out = out + alpha * kl(lp_student, lp_mix)
-    if alpha < 1:
-        out = out + (1.0 - alpha) * kl(lp_teacher, lp_mix)
-    return out
+    lp_mix = torch.logaddexp(
+        (lp_student + math.log(1.0 - alpha)).clamp(min=floor), (lp_teacher + math.log(alpha)).clamp(min=floor)
+    )
+    return (1.0 - alpha) * kl(lp_student, lp_mix) + alpha * kl(lp_teacher, lp_mix)
 
 
 def topk_restrict(

@@ -1,10 +1,15 @@
 """log p(target | hidden) through a Linear LM head, chunked, with an analytic backward.
 
-Forward: for each chunk of positions, logits = transform(hidden @ W^T + b) in float32 (float64 for a
-float64 model), keep only logsumexp and the target logit. Backward: recompute the chunk's logits,
-turn them in place into softmax - onehot, scale by the incoming gradient, and multiply back through
-the head. Nothing of size (positions, vocabulary) outlives a chunk, and no autograd graph is built
-per chunk, which makes it faster than recomputation under activation checkpointing.
+Forward: for each chunk of positions, logits = transform(hidden @ W^T + b), upcast to float32
+(float64 for a float64 model), keep only logsumexp and the target logit. Backward: recompute the
+chunk's logits exactly as the forward did, turn them in place into softmax - onehot, scale by the
+incoming gradient, and multiply back through the head. Nothing of size (positions, vocabulary)
+outlives a chunk, and no autograd graph is built per chunk.
+
+Mixed precision: the matmul runs in the dtype autocast would give it when the forward was called
+(bf16 under `torch.autocast(dtype=bfloat16)` with float32 weights), and the backward uses that same
+dtype whatever autocast state it runs under, so that the softmax it recomputes is the one whose
+logsumexp the forward saved: the gradient is that of what the forward computed.
 
 Gradient w.r.t. logits z of log p_t = z_t - logsumexp(z): g * (onehot_t - softmax(z)). The logit
 transforms (a factor `scale`, Gemma 2's soft-capping `cap * tanh(z / cap)`) are chained in.
@@ -15,16 +20,31 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
+_AUTOCAST_ELIGIBLE = (torch.float32, torch.float16, torch.bfloat16)
+
 
 def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+def matmul_dtype(device_type: str, weight_dtype: torch.dtype) -> torch.dtype:
+    """The dtype of the head's matmul under the current autocast state (autocast never casts float64)."""
+    if weight_dtype in _AUTOCAST_ELIGIBLE and torch.is_autocast_enabled(device_type):
+        return torch.get_autocast_dtype(device_type)
+    return weight_dtype
+
+
 def _logits(
-    h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, scale: float, softcap: float | None
+    h: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    scale: float,
+    softcap: float | None,
+    acc: torch.dtype,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(transformed logits in the accumulation dtype, tanh values when soft-capped)."""
-    z = F.linear(h.to(weight.dtype), weight, bias).to(_acc_dtype(weight.dtype))
+    """(transformed logits in `acc`, tanh values when soft-capped); weight and bias already in the
+    matmul dtype."""
+    z = F.linear(h.to(weight.dtype), weight, bias).to(acc)
     if scale != 1.0:
         z.mul_(scale)
     if softcap is None:
@@ -40,6 +60,10 @@ def _logsumexp_(z: torch.Tensor) -> torch.Tensor:
     return peak.squeeze(-1) + z.sub_(peak).exp_().sum(dim=-1).log()
 
 
+def _cast(t: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    return None if t is None else t.to(dtype)
+
+
 class LinearTokenLogProb(torch.autograd.Function):
     @staticmethod
     def forward(
@@ -52,49 +76,55 @@ class LinearTokenLogProb(torch.autograd.Function):
         scale: float,
         softcap: float | None,
     ) -> torch.Tensor:
+        device_type = hidden.device.type
+        mm = matmul_dtype(device_type, weight.dtype)
         acc = _acc_dtype(weight.dtype)
         n = hidden.shape[0]
         out = torch.empty(n, dtype=acc, device=hidden.device)
         lse = torch.empty(n, dtype=acc, device=hidden.device)
-        for start in range(0, n, chunk_size):
-            stop = min(start + chunk_size, n)
-            z, _ = _logits(hidden[start:stop], weight, bias, scale, softcap)
-            target_logit = z.gather(1, targets[start:stop, None]).squeeze(1)
-            lse[start:stop] = _logsumexp_(z)
-            out[start:stop] = target_logit - lse[start:stop]
+        with torch.autocast(device_type, enabled=False):
+            w, b = weight.to(mm), _cast(bias, mm)  # one cast for all chunks
+            for start in range(0, n, chunk_size):
+                stop = min(start + chunk_size, n)
+                z, _ = _logits(hidden[start:stop], w, b, scale, softcap, acc)
+                target_logit = z.gather(1, targets[start:stop, None]).squeeze(1)
+                lse[start:stop] = _logsumexp_(z)
+                out[start:stop] = target_logit - lse[start:stop]
         ctx.save_for_backward(hidden, weight, bias, targets, lse)
-        ctx.chunk_size, ctx.scale, ctx.softcap = chunk_size, scale, softcap
+        ctx.chunk_size, ctx.scale, ctx.softcap, ctx.matmul_dtype = chunk_size, scale, softcap, mm
         return out
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
         hidden, weight, bias, targets, lse = ctx.saved_tensors
         need_h, need_w, need_b = ctx.needs_input_grad[:3]
-        acc = lse.dtype
+        acc, mm = lse.dtype, ctx.matmul_dtype
         grad_h = torch.empty_like(hidden) if need_h else None
         grad_w = torch.zeros(weight.shape, dtype=acc, device=weight.device) if need_w else None
         grad_b = torch.zeros(weight.shape[0], dtype=acc, device=weight.device) if need_b else None
-        for start in range(0, hidden.shape[0], ctx.chunk_size):
-            stop = min(start + ctx.chunk_size, hidden.shape[0])
-            h = hidden[start:stop]
-            z, tanh = _logits(h, weight, bias, ctx.scale, ctx.softcap)
-            dz = z.sub_(lse[start:stop, None]).exp_()  # softmax, in place
-            dz.scatter_add_(1, targets[start:stop, None], torch.full_like(dz[:, :1], -1.0))
-            dz.mul_(-grad_out[start:stop, None].to(acc))  # g * (onehot - softmax)
-            if tanh is not None:
-                dz.mul_(1.0 - tanh.square_())
-            if ctx.scale != 1.0:
-                dz.mul_(ctx.scale)
-            if grad_b is not None:
-                grad_b += dz.sum(0)
-            dz_w = dz.to(weight.dtype)
-            if grad_h is not None:
-                grad_h[start:stop] = (dz_w @ weight).to(hidden.dtype)
-            if grad_w is not None:
-                if weight.dtype == acc:
-                    grad_w.addmm_(dz.t(), h)
-                else:  # the matmul in the head's dtype (as autograd would), summed over chunks in float32
-                    grad_w.add_(dz_w.t() @ h.to(weight.dtype))
+        with torch.autocast(hidden.device.type, enabled=False):
+            w, b = weight.to(mm), _cast(bias, mm)
+            for start in range(0, hidden.shape[0], ctx.chunk_size):
+                stop = min(start + ctx.chunk_size, hidden.shape[0])
+                h = hidden[start:stop]
+                z, tanh = _logits(h, w, b, ctx.scale, ctx.softcap, acc)
+                dz = z.sub_(lse[start:stop, None]).exp_()  # softmax, in place
+                dz.scatter_add_(1, targets[start:stop, None], torch.full_like(dz[:, :1], -1.0))
+                dz.mul_(-grad_out[start:stop, None].to(acc))  # g * (onehot - softmax)
+                if tanh is not None:
+                    dz.mul_(1.0 - tanh.square_())
+                if ctx.scale != 1.0:
+                    dz.mul_(ctx.scale)
+                if grad_b is not None:
+                    grad_b += dz.sum(0)
+                dz_mm = dz.to(mm)
+                if grad_h is not None:
+                    grad_h[start:stop] = (dz_mm @ w).to(hidden.dtype)
+                if grad_w is not None:
+                    if mm == acc:
+                        grad_w.addmm_(dz.t(), h.to(acc))
+                    else:  # the matmul in its reduced dtype (as autograd would), summed over chunks in float32
+                        grad_w.add_(dz_mm.t() @ h.to(mm))
         grad_w = None if grad_w is None else grad_w.to(weight.dtype)
         grad_b = None if grad_b is None else grad_b.to(bias.dtype)
         return grad_h, grad_w, grad_b, None, None, None, None

@@ -1,14 +1,19 @@
 """The loss family as small functions over (B, C) per-token tensors, and the signal metrics.
 
 Notation: m the completion mask, s_i = log pi(y_i | x, y_<i) (student, with gradient),
-t_i = log pi_teacher(y_i | x, o, y_<i) (no gradient), A_i = t_i - s_i (detached), L_b = max(sum_i m_bi, 1).
-Every loss returns per-sequence values l_b with loss = mean_b l_b, so that callers can weight
-sequences (e.g. by their probability in an exact expectation).
+t_i = log pi_teacher(y_i | x, o, y_<i) (no gradient), A_i = t_i - s_i (detached), L_b = sum_i m_bi.
+
+Normalisation is step-wide. Every loss returns per-sequence numerators n_b; `normaliser_units`
+says how many units each sequence brings; the loss of a step is sum_b n_b / sum_b u_b over every
+sequence of the step (all micro-batches, all processes), whatever the split:
+- sequence: n_b = sum_i m_bi v_bi / L_b, u_b = 1 if L_b > 0 else 0 (the mean over sequences that
+  have loss tokens; a sequence with none is left out of the mean, not counted as a zero);
+- token:    n_b = sum_i m_bi v_bi,       u_b = L_b (the mean over every token of the step).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
@@ -17,34 +22,49 @@ import torch
 
 @dataclass
 class LossOutput:
-    loss: torch.Tensor  # scalar, differentiable
+    loss: torch.Tensor  # scalar, differentiable: loss_sum / max(units, 1), this batch on its own
+    loss_sum: torch.Tensor  # scalar, differentiable: sum of the per-sequence numerators
+    units: float  # this batch's normaliser units (see the module docstring)
     metrics: dict[str, float]
     student_logprobs: torch.Tensor  # (B, C) detached, 0 off the mask
     teacher_logprobs: torch.Tensor  # (B, C) detached (zeros for sft)
     advantages: torch.Tensor | None = None  # (B, C) raw A = teacher - student, detached (None for sft)
-    per_sequence: torch.Tensor | None = None  # (B,) differentiable; loss == per_sequence.mean()
-    extras: dict[str, Any] = field(default_factory=dict)
+    per_sequence: torch.Tensor | None = None  # (B,) differentiable numerators; loss_sum == per_sequence.sum()
 
 
 def _value(x: Any) -> Any:
     return x.value if isinstance(x, Enum) else x
 
 
-def reduce_tokens(values: torch.Tensor, mask: torch.Tensor, length_norm: Any) -> torch.Tensor:
-    """Per-sequence reduction of per-token values (B, C) -> (B,).
+def _norm(length_norm: Any) -> str:
+    norm = str(_value(length_norm))
+    if norm not in ("sequence", "token"):
+        raise ValueError(f"unknown length_norm {norm!r}")
+    return norm
 
-    sequence: l_b = sum_i m_bi v_bi / L_b (each sequence weighs the same).
-    token:    l_b = B * sum_i m_bi v_bi / max(sum_b,i m_bi, 1) (each token weighs the same; mean_b l_b
-              is the mean over all tokens of the batch).
-    """
+
+def reduce_tokens(values: torch.Tensor, mask: torch.Tensor, length_norm: Any) -> torch.Tensor:
+    """Per-sequence numerators (B,) of per-token values (B, C) (see the module docstring)."""
     maskf = mask.to(values.dtype)
     sums = (values * maskf).sum(dim=1)
-    norm = str(_value(length_norm))
-    if norm == "sequence":
+    if _norm(length_norm) == "sequence":
         return sums / maskf.sum(dim=1).clamp(min=1.0)
-    if norm == "token":
-        return sums * values.shape[0] / maskf.sum().clamp(min=1.0)
-    raise ValueError(f"unknown length_norm {norm!r}")
+    return sums
+
+
+def normaliser_units(mask: torch.Tensor, length_norm: Any) -> torch.Tensor:
+    """(B,) units each sequence adds to the step's denominator: 1 or 0 (sequence), L_b (token)."""
+    lengths = mask.sum(dim=1)
+    if _norm(length_norm) == "sequence":
+        return (lengths > 0).to(torch.float64)
+    return lengths.to(torch.float64)
+
+
+def advantages(
+    teacher_logprobs: torch.Tensor, student_logprobs: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """A = teacher - student, detached, 0 off the mask: the token-level signal of SDPO."""
+    return (teacher_logprobs - student_logprobs).detach() * mask.to(student_logprobs.dtype)
 
 
 def loss_mask(mask: torch.Tensor, ignore_first_k: int = 0) -> torch.Tensor:
@@ -76,14 +96,14 @@ def pg_loss(
     mask: torch.Tensor,
     length_norm: Any = "sequence",
 ) -> torch.Tensor:
-    """Per-sequence policy-gradient loss l_b = sum_i -A_i s_i m_i / L_b (paper eq. 5); A is detached.
+    """Per-sequence policy-gradient numerators of sum_i -A_i s_i m_i (paper eq. 5); A is detached.
 
-    Its gradient is -sum_i A_i grad s_i / L_b."""
+    With sequence normalisation the gradient of the step's loss is -mean_b sum_i A_i grad s_i / L_b."""
     return reduce_tokens(-advantages.detach() * student_logprobs, mask, length_norm)
 
 
 def sft_loss(student_logprobs: torch.Tensor, mask: torch.Tensor, length_norm: Any = "token") -> torch.Tensor:
-    """Per-sequence negative log-likelihood of the completion under the student context."""
+    """Per-sequence numerators of the negative log-likelihood of the completion under x."""
     return reduce_tokens(-student_logprobs, mask, length_norm)
 
 
@@ -95,7 +115,7 @@ def divergence_loss(divergence: torch.Tensor, mask: torch.Tensor, length_norm: A
 def kl_to_ref_penalty(
     student_logprobs: torch.Tensor, ref_logprobs: torch.Tensor, mask: torch.Tensor, length_norm: Any
 ) -> torch.Tensor:
-    """Per-sequence k1 penalty through the score function: sum_i sg(s_i - r_i) s_i / L_b.
+    """Per-sequence numerators of the k1 penalty through the score function: sum_i sg(s_i - r_i) s_i.
 
     Its gradient, sum_i (s_i - r_i) grad s_i, is in expectation over y ~ pi the gradient of
     KL(pi || pi_ref); for pg it equals subtracting beta * (s_i - r_i) from A_i.
@@ -123,7 +143,7 @@ def signal_metrics(
     }
     if teacher_logprobs is None:
         return metrics
-    adv = (teacher_logprobs - student_logprobs).detach()
+    adv = advantages(teacher_logprobs, student_logprobs, mask)
     values = adv[mask].double()
     metrics.update(
         teacher_logprob_mean=_mean(teacher_logprobs, mask),

@@ -2,8 +2,10 @@
 
 Per call: the teacher pass(es) on (x, o) under torch.no_grad with dropout off, then the student pass
 on x with gradient; log-probs and divergences are computed chunk by chunk at completion positions
-only (see `logprobs`). The caller runs backward on `LossOutput.loss` and calls `on_optimizer_step()`
-after each optimiser step (EMA teacher). Build the objective on the freshly loaded initial model,
+only (see `logprobs`). On its own, a batch's loss is `LossOutput.loss`; a training step that spans
+several micro-batches or processes divides `LossOutput.loss_sum` by the step's total of
+`loss_units` instead (see `losses`). The caller calls `on_optimizer_step()` after each optimiser
+step (EMA teacher). Build the objective on the freshly loaded initial model,
 before loading checkpoint weights into it: base and reference weights are the weights it sees then.
 """
 
@@ -180,6 +182,19 @@ class SDPOObjective:
             head = LogitHead.of(self.model).frozen()
         return chunked_token_logprobs(hidden, head, targets, self.chunk_size)
 
+    def term_mask(self, mask: torch.Tensor) -> torch.Tensor:
+        """The positions that carry loss terms: the completion mask, without the first
+        `ignore_first_k` positions of each sequence for pg."""
+        if self.name == "pg":
+            return losses.loss_mask(mask, int(self.cfg.ignore_first_k))
+        return mask
+
+    def loss_units(self, batch: SDPOBatch) -> float:
+        """This batch's share of the step's loss denominator, from its masks alone (no forward): the
+        caller sums it over the step's micro-batches and processes before the first backward."""
+        mask = self.term_mask(batch.completion_mask)
+        return float(losses.normaliser_units(mask, self.length_norm).sum())
+
     def _assemble(
         self,
         batch: SDPOBatch,
@@ -190,10 +205,9 @@ class SDPOObjective:
     ) -> losses.LossOutput:
         mask = batch.completion_mask
         metrics: dict[str, float] = {}
-        advantages = None if teacher is None else (teacher - student).detach() * mask
-        term_mask = mask
+        advantages = None if teacher is None else losses.advantages(teacher, student, mask)
+        term_mask = self.term_mask(mask)
         if self.name == "pg":
-            term_mask = losses.loss_mask(mask, int(self.cfg.ignore_first_k))
             clip = _get(self.cfg, "clip_advantages")
             shaped = losses.shape_advantages(
                 advantages, term_mask, bool(self.cfg.center_advantages), None if clip is None else float(clip)
@@ -201,6 +215,8 @@ class SDPOObjective:
             per_sequence = losses.pg_loss(student, shaped, term_mask, self.length_norm)
             if clip is not None and bool(term_mask.any()):
                 metrics["adv_clip_frac"] = float((shaped[term_mask].abs() >= float(clip)).double().mean())
+            if int(self.cfg.ignore_first_k) > 0:
+                metrics["num_sequences_without_loss_tokens"] = float((~term_mask.any(dim=1)).sum())
         elif self.name == "sft":
             per_sequence = losses.sft_loss(student, mask, self.length_norm)
         else:
@@ -212,16 +228,21 @@ class SDPOObjective:
                 student, ref, term_mask, self.length_norm
             )
             metrics["ref_kl_k1_mean"] = float((student.detach() - ref)[term_mask].double().mean())
-        loss = per_sequence.mean()
+        units = float(losses.normaliser_units(term_mask, self.length_norm).sum())
+        loss_sum = per_sequence.sum()
+        loss = loss_sum / max(units, 1.0)
         eos = losses.eos_positions(mask, batch.completion_ended)
         metrics.update(losses.signal_metrics(student.detach(), teacher, mask, eos))
         metrics.update(
-            loss=float(loss.detach()),
+            loss_sum=float(loss_sum.detach()),
+            loss_units=units,
             completions_truncated=float(batch.completions_truncated),
             context_messages_dropped=float(batch.context_messages_dropped),
         )
         return losses.LossOutput(
             loss=loss,
+            loss_sum=loss_sum,
+            units=units,
             metrics=metrics,
             student_logprobs=student.detach(),
             teacher_logprobs=torch.zeros_like(student.detach()) if teacher is None else teacher.detach(),

@@ -81,6 +81,10 @@ class ParamSnapshot:
 
     @contextmanager
     def swapped_in(self) -> Iterator[None]:
+        # Autocast caches the low-precision copy of each parameter by the parameter's identity, which
+        # swapping `.data` keeps: without clearing, a pass with swapped weights would reuse the casts
+        # of the live weights (and the live passes after it the casts of the swapped ones).
+        torch.clear_autocast_cache()
         live = [p.data for p in self.params]
         for p, t in zip(self.params, self.tensors, strict=True):
             p.data = t
@@ -89,6 +93,7 @@ class ParamSnapshot:
         finally:
             for p, data in zip(self.params, live, strict=True):
                 p.data = data
+            torch.clear_autocast_cache()
 
     @torch.no_grad()
     def lerp_(self, rate: float) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,6 @@ class RunContext:
     tracker: Tracker
     generator: torch.Generator
     is_main_process: bool = True
-    extras: dict[str, Any] = field(default_factory=dict)
 
     def log(self, metrics: dict[str, Any], step: int) -> None:
         if self.is_main_process:

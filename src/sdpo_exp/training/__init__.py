@@ -1,2 +1,3 @@
-"""The offline training loop and its parts: batch geometry and data order, optimiser and schedule,
-atomic checkpoints with exact resume, evaluation, progress, preemption, multi-process launch."""
+"""The learner and its parts: one exact optimiser step (`learner`, `update`), batch geometry and data
+order, optimiser and schedule, atomic checkpoints with exact resume, evaluation, progress,
+preemption, multi-process launch. Tasks (`sdpo_exp.tasks`) drive it."""

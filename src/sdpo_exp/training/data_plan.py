@@ -5,7 +5,8 @@ continue with exactly the same data. Step k of an epoch takes the k-th slice of 
 examples of that epoch's permutation; the last step of an epoch takes what is left (no example is
 dropped or repeated). A step's examples are dealt to slots (micro-batch m, process p) in the order
 m * processes + p, `per_device` each; a slot left empty (only in a short last step) still runs, with
-weight zero, so that every process does the same number of forward and backward passes.
+weight zero, so that every process does the same number of forward and backward passes. How the
+micro-batches are weighted is not the plan's business: the learner normalises the step as a whole.
 """
 
 from __future__ import annotations
@@ -21,12 +22,6 @@ from sdpo_exp.training.geometry import BatchGeometry
 def epoch_order(num_items: int, seed: int, epoch: int) -> np.ndarray:
     """The permutation of example indices for `epoch` (PCG64 seeded by (seed, epoch))."""
     return np.random.default_rng([int(seed) & 0xFFFFFFFF, int(epoch)]).permutation(num_items)
-
-
-@dataclass(frozen=True)
-class MicroBatch:
-    indices: list[int]  # example indices; empty for a filler slot
-    weight: float  # multiplier of this micro-batch's mean loss so that gradients match the global mean
 
 
 @dataclass
@@ -58,18 +53,12 @@ class DataPlan:
         g = self.geometry.global_batch
         return [int(i) for i in self._order(epoch)[k * g : (k + 1) * g]]
 
-    def micro_batches(self, step: int, rank: int) -> list[MicroBatch]:
-        """This process's `accumulation` micro-batches for `step`, with their loss weights."""
+    def micro_batches(self, step: int, rank: int) -> list[list[int]]:
+        """This process's `accumulation` micro-batches of example indices for `step` (empty: filler)."""
         items = self.step_items(step)
         geo = self.geometry
-        out = []
-        for m in range(geo.accumulation):
-            slot = m * geo.processes + rank
-            chunk = items[slot * geo.per_device : (slot + 1) * geo.per_device]
-            # DDP averages gradients over processes, hence the factor `processes`.
-            weight = len(chunk) * geo.processes / len(items)
-            out.append(MicroBatch(chunk, weight))
-        return out
+        slots = (m * geo.processes + rank for m in range(geo.accumulation))
+        return [items[slot * geo.per_device : (slot + 1) * geo.per_device] for slot in slots]
 
     def epoch_of(self, step: int) -> float:
         """Fractional epoch reached after `step` optimiser steps."""

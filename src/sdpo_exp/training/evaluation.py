@@ -48,7 +48,7 @@ def evaluate(
                 out = objective(batch)
             if not indices:
                 continue
-            sums.add({"loss": out.loss.detach(), **out.metrics}, sequences=len(indices))
+            sums.add(out.metrics, sequences=len(indices))
             sums.count("num_interactions", len(indices))
     finally:
         model.train(was_training)

@@ -1,9 +1,9 @@
 """Accumulating loss metrics over micro-batches and processes.
 
 A batch's metrics are means over that batch; they are combined into means over all batches with
-the weight that makes them pooled means: the loss (a mean over sequences) by the number of
-sequences, the EOS advantage by the number of EOS tokens, the other token-level means by the number
-of completion tokens. Counts (`num_*`, truncated completions, dropped context messages) are summed.
+the weight that makes them pooled means: the EOS advantage by the number of EOS tokens, the other token-level means by the number
+of completion tokens. Counts (`num_*`, truncated completions, dropped context messages) are summed,
+and so are the loss's numerator and units: `loss` is their quotient, the exact step-wide loss.
 Spreads such as `adv_std` are combined the same way, which approximates the pooled value.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 
 from sdpo_exp.training.distributed import gather_objects
 
-COUNT_KEYS = {"completions_truncated", "context_messages_dropped"}
+COUNT_KEYS = {"completions_truncated", "context_messages_dropped", "loss_sum", "loss_units"}
 
 
 def _is_count(key: str) -> bool:
@@ -22,8 +22,6 @@ def _is_count(key: str) -> bool:
 
 
 def _weight(key: str, values: dict[str, float], sequences: float) -> float:
-    if key == "loss":
-        return sequences
     if key == "adv_eos_mean":
         return values.get("num_eos_tokens", sequences)
     return values.get("num_tokens", sequences)
@@ -63,4 +61,6 @@ class MetricSums:
                 total.counts[key] += value
         out = {key: total.sums[key] / total.weights[key] for key in total.sums if total.weights[key] > 0}
         out.update(total.counts)
+        if "loss_sum" in out:
+            out["loss"] = out.pop("loss_sum") / max(out.pop("loss_units", 0.0), 1.0)
         return out

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable
 from enum import Enum
 from typing import Any
 
@@ -97,7 +96,3 @@ def build_scheduler(
         return lr_factor(kind, step, total_steps, warmup)
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def trainable_parameters(model: torch.nn.Module) -> Iterable[torch.nn.Parameter]:
-    return (p for p in model.parameters() if p.requires_grad)

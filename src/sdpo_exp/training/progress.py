@@ -38,14 +38,6 @@ class Progress:
         self._bar.set_postfix(postfix, refresh=False)
         self._bar.update(1)
 
-    @property
-    def enabled(self) -> bool:
-        return self._bar is not None
-
-    def write(self, message: str) -> None:
-        if self._bar is not None:
-            self._bar.write(message, file=sys.stderr)
-
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()

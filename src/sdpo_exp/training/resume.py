@@ -15,15 +15,13 @@ from sdpo_exp.training.checkpoint import COMPLETE, STATE_FILE, latest_checkpoint
 
 log = logging.getLogger(__name__)
 
-# Settings that decide the weights a run ends with: a resumed run must have the same ones.
-STRICT_KEYS = (
+# Settings of the learner that decide the weights a run ends with: a resumed run must have the same
+# ones. Each task adds the keys of its own data (`fingerprint(..., keys)`).
+LEARNER_KEYS = (
     "seed",
     "model",
     "loss",
     "hindsight",
-    "dataset.train_path",
-    "dataset.max_train_records",
-    "dataset.max_total_chars",
     "trainer.optimizer",
     "trainer.lr",
     "trainer.weight_decay",
@@ -36,17 +34,15 @@ STRICT_KEYS = (
     "trainer.max_prompt_tokens",
     "trainer.max_completion_tokens",
     "trainer.precision",
-    "global_batch",
 )
 # Allowed to change (with a warning): they move the end of the run and the schedule's horizon.
 LENGTH_KEYS = ("trainer.epochs", "trainer.max_steps")
 
 
-def fingerprint(cfg: DictConfig, global_batch: int) -> dict[str, Any]:
+def fingerprint(cfg: DictConfig, global_batch: int, keys: tuple[str, ...] = LEARNER_KEYS) -> dict[str, Any]:
+    """The values of `keys` (and of the run-length keys) in `cfg`, plus the global batch size."""
     out: dict[str, Any] = {"global_batch": global_batch}
-    for key in STRICT_KEYS + LENGTH_KEYS:
-        if key == "global_batch":
-            continue
+    for key in (*keys, *LENGTH_KEYS):
         value = OmegaConf.select(cfg, key)
         if isinstance(value, DictConfig):
             value = OmegaConf.to_container(value, resolve=True, enum_to_str=True)
@@ -57,7 +53,9 @@ def fingerprint(cfg: DictConfig, global_batch: int) -> dict[str, Any]:
 
 
 def check_compatible(saved: dict[str, Any], current: dict[str, Any], path: Path) -> None:
-    changed = [k for k in STRICT_KEYS if saved.get(k) != current.get(k)]
+    """Refuse a checkpoint whose settings differ from the current ones (but for the run length)."""
+    strict = [k for k in sorted(set(saved) | set(current)) if k not in LENGTH_KEYS]
+    changed = [k for k in strict if saved.get(k) != current.get(k)]
     if changed:
         detail = "; ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in changed[:4])
         raise ConfigError(

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 
@@ -14,19 +13,10 @@ class TrainerState:
     completion_tokens_seen: int = 0
     tokens_seen: int = 0  # student + teacher sequence tokens processed (padding excluded)
     train_seconds: float = 0.0
-    # Interactions the batch builder could not use at train time (should stay empty: they are
-    # filtered before training; kept as a guard).
-    skipped: Counter = field(default_factory=Counter)
-    best_eval: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["skipped"] = dict(self.skipped)
-        return out
+        return asdict(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TrainerState:
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        state = cls(**known)
-        state.skipped = Counter(state.skipped)
-        return state
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
