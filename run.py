@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 
 from sdpo_exp.config.check import check_overrides
 from sdpo_exp.config.help import help_text
-from sdpo_exp.config.registry import register_configs
+from sdpo_exp.config.store import register_configs
 from sdpo_exp.errors import ConfigError
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"

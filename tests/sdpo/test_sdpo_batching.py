@@ -10,11 +10,11 @@ import pytest
 import torch
 from sdpo_testutils import random_interaction
 
+from sdpo_exp.chat import end_of_turn_id, render
 from sdpo_exp.config.schemas.loss import HindsightConfig, HindsightTemplate
 from sdpo_exp.interaction import Interaction
 from sdpo_exp.sdpo.batching import BatchBuilder, collate_encoded, skip_metrics
 from sdpo_exp.sdpo.hindsight import SkipInteraction, hindsight_block, teacher_context
-from sdpo_exp.sdpo.rendering import end_of_turn_id, render
 
 QWEN_KW = {"enable_thinking": False}
 

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from sdpo_exp.config.registry import resource_path
+from sdpo_exp.config.store import resource_path
 from sdpo_exp.errors import DataError
 from sdpo_exp.signal.cases import load_cases
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sdpo_exp.generation import eos_token_ids
+from sdpo_exp.chat import stop_token_ids
 from sdpo_exp.signal.cases import SignalCase
 from sdpo_exp.signal.completions import obtain_completions
 from sdpo_exp.signal.tokens import token_strings
@@ -28,7 +28,7 @@ def _case(i: int, completion: str | None = None) -> SignalCase:
 @pytest.fixture()
 def eos_prone_model(tiny_model, tiny_tokenizer):
     """The end-of-turn token gets a logit boost: most completions end after a few tokens."""
-    eos = eos_token_ids(tiny_model, tiny_tokenizer)[0]
+    eos = stop_token_ids(tiny_tokenizer, {}, tiny_model)[0]
     bias = torch.zeros(tiny_model.config.vocab_size)
     bias[eos] = 11.5
     handle = tiny_model.lm_head.register_forward_hook(lambda module, args, output: output + bias)

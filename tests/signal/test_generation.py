@@ -7,7 +7,8 @@ import pytest
 import torch
 from transformers import GenerationConfig as HFGenerationConfig
 
-from sdpo_exp.generation import eos_token_ids, hf_generation_config, render_prompts, sample_completions
+from sdpo_exp.chat import render_ids, stop_token_ids
+from sdpo_exp.generation import hf_generation_config, sample_completions
 
 CHAT = [{"role": "user", "content": "Tell me something."}]
 KW = {"enable_thinking": False}
@@ -102,7 +103,7 @@ def test_greedy_and_low_temperature_match_argmax(tiny_model, tiny_tokenizer):
     greedy = sample_completions(tiny_model, tiny_tokenizer, [CHAT] * 3, _cfg(do_sample=False), KW)
     assert len({tuple(s.ids) for s in greedy}) == 1
     # the greedy ids are the argmax of the model's own forward pass, token by token
-    prompt = render_prompts(tiny_tokenizer, [CHAT], KW)[0]
+    prompt = render_ids(tiny_tokenizer, CHAT, KW)
     ids = list(prompt)
     for expected in greedy[0].ids:
         with torch.no_grad():
@@ -121,7 +122,7 @@ def test_batching_and_left_padding_do_not_change_greedy_output(tiny_model, tiny_
 
 
 def test_completion_cut_at_eos_and_keeps_it(tiny_model, tiny_tokenizer):
-    eos = eos_token_ids(tiny_model, tiny_tokenizer)
+    eos = stop_token_ids(tiny_tokenizer, KW, tiny_model)
     # from the second generated token on, the end-of-turn token is the only likely one
     bias = torch.zeros(tiny_model.config.vocab_size)
     bias[eos[0]] = 1e4

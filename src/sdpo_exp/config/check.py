@@ -18,7 +18,7 @@ from hydra.errors import ConfigCompositionException, MissingConfigException, Ove
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
-from sdpo_exp.config.registry import register_configs
+from sdpo_exp.config.store import register_configs
 from sdpo_exp.errors import ConfigError
 
 

@@ -1,11 +1,5 @@
-"""Sampling completions from the policy (transformers backend)."""
+"""Sampling completions from the policy (transformers backend); prompts render through `sdpo_exp.chat`."""
 
-from sdpo_exp.generation.hf import (
-    Sample,
-    eos_token_ids,
-    hf_generation_config,
-    render_prompts,
-    sample_completions,
-)
+from sdpo_exp.generation.hf import Sample, hf_generation_config, sample_completions
 
-__all__ = ["Sample", "eos_token_ids", "hf_generation_config", "render_prompts", "sample_completions"]
+__all__ = ["Sample", "hf_generation_config", "sample_completions"]

@@ -18,6 +18,8 @@ import torch
 from transformers import GenerationConfig as HFGenerationConfig
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from sdpo_exp.chat import render_ids, stop_token_ids
+
 log = logging.getLogger(__name__)
 
 # Fields of transformers' GenerationConfig that change which token is drawn, with their neutral values.
@@ -53,20 +55,6 @@ def _get(cfg: Any, key: str) -> Any:
     return cfg[key] if isinstance(cfg, Mapping) else getattr(cfg, key)
 
 
-def eos_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:
-    """The ids that end a turn: the tokenizer's EOS and any the model's generation config lists."""
-    ids: list[int] = []
-    candidates: list[Any] = [tokenizer.eos_token_id]
-    model_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    candidates.extend(model_eos if isinstance(model_eos, (list, tuple)) else [model_eos])
-    for token_id in candidates:
-        if token_id is not None and int(token_id) not in ids:
-            ids.append(int(token_id))
-    if not ids:
-        raise ValueError("the tokenizer and the model define no end-of-sequence token")
-    return ids
-
-
 def hf_generation_config(
     gen_cfg: Any, tokenizer: PreTrainedTokenizerBase, eos_ids: Sequence[int]
 ) -> HFGenerationConfig:
@@ -98,25 +86,6 @@ def hf_generation_config(
         use_cache=True,
         **NEUTRAL_SAMPLING,
     )
-
-
-def render_prompts(
-    tokenizer: PreTrainedTokenizerBase,
-    messages_batch: Sequence[Sequence[Mapping[str, str]]],
-    chat_template_kwargs: Mapping[str, Any] | None = None,
-) -> list[list[int]]:
-    """Token ids of each chat rendered with the generation prompt, tokenised without added specials
-    (the same rendering the SDPO batches use for the student context)."""
-    out = []
-    for messages in messages_batch:
-        text = tokenizer.apply_chat_template(
-            [dict(m) for m in messages],
-            tokenize=False,
-            add_generation_prompt=True,
-            **dict(chat_template_kwargs or {}),
-        )
-        out.append(tokenizer(text, add_special_tokens=False)["input_ids"])
-    return out
 
 
 def _left_pad(rows: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -163,15 +132,16 @@ def sample_completions(
     """Sample one completion per chat in `messages_batch`, in order.
 
     `gen_cfg` is the ``generation`` config node (do_sample, temperature, top_p, top_k, max_new_tokens,
-    batch_size). `stop_ids` end a completion (default: `eos_token_ids`); a completion keeps the stop
-    token it produced. Randomness comes from torch's global RNG (seeded by the run).
+    batch_size). `stop_ids` end a completion (default: `chat.stop_token_ids`, the end-of-turn token,
+    the tokenizer's EOS and the model's); a completion keeps the stop token it produced. Randomness comes from torch's global RNG (seeded by the run).
     """
     if not messages_batch:
         return []
-    eos_ids = [int(i) for i in stop_ids] if stop_ids else eos_token_ids(model, tokenizer)
+    kwargs = dict(chat_template_kwargs or {})
+    eos_ids = [int(i) for i in stop_ids] if stop_ids else stop_token_ids(tokenizer, kwargs, model)
     hf_cfg = hf_generation_config(gen_cfg, tokenizer, eos_ids)
     size = int(batch_size or _get(gen_cfg, "batch_size") or len(messages_batch))
-    prompts = render_prompts(tokenizer, messages_batch, chat_template_kwargs)
+    prompts = [render_ids(tokenizer, messages, kwargs) for messages in messages_batch]
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()

@@ -17,9 +17,10 @@ from typing import Any
 
 import torch
 
+from sdpo_exp.chat import encode_text, end_of_turn_id, stop_token_ids
 from sdpo_exp.interaction import Interaction
 from sdpo_exp.sdpo.hindsight import SkipInteraction, teacher_context, template_text
-from sdpo_exp.sdpo.rendering import encode_text, end_of_turn_id, fit_contexts, stop_token_ids
+from sdpo_exp.sdpo.truncation import fit_contexts
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ class BatchBuilder:
         self.max_completion_tokens = int(max_completion_tokens)
         template_text(hindsight)  # fail now, not per example, on a bad template choice
         self.eot_id = end_of_turn_id(tokenizer, self.chat_template_kwargs)
-        self.stop_ids = stop_token_ids(tokenizer, self.eot_id)
+        self.stop_ids = set(stop_token_ids(tokenizer, self.chat_template_kwargs))
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.pad_id = int(pad if pad is not None else 0)
 

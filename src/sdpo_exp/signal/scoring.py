@@ -3,7 +3,7 @@
 Everything goes through the SDPO core, exactly as in training: `BatchBuilder.encode_one` renders x
 and (x, o), tokenises the contexts and appends the completion ids (the sampled ids as they were
 generated, or a fixed completion tokenised once), and `completion_logprobs` gives the per-token
-log-probs. A = teacher log-prob - student log-prob.
+log-probs; `losses.advantages` gives A = teacher log-prob - student log-prob, as in training.
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from sdpo_exp.chat import encode_text
 from sdpo_exp.interaction import Interaction
 from sdpo_exp.sdpo.batching import BatchBuilder
 from sdpo_exp.sdpo.hindsight import SkipInteraction
 from sdpo_exp.sdpo.logprobs import completion_logprobs
-from sdpo_exp.sdpo.rendering import encode_text
+from sdpo_exp.sdpo.losses import advantages
 from sdpo_exp.signal.cases import SignalCase
 from sdpo_exp.signal.completions import Completion
 from sdpo_exp.signal.records import CaseSignal
@@ -123,7 +124,9 @@ def score_cases(
             student = _logprobs(model, relevant, "student", chunk_size).cpu()
             teacher_f = _logprobs(model, relevant, "teacher", chunk_size).cpu()
             teacher_u = _logprobs(model, unrelated, "teacher", chunk_size).cpu()
-            lengths = relevant.completion_mask.sum(dim=1).tolist()
+            mask = relevant.completion_mask.cpu()
+            a_f, a_u = advantages(teacher_f, student, mask), advantages(teacher_u, student, mask)
+            lengths = mask.sum(dim=1).tolist()
             for row, (case, completion, enc_f, enc_u) in enumerate(chunk):
                 n = int(lengths[row])
                 s, tf, tu = (t[row, :n].tolist() for t in (student, teacher_f, teacher_u))
@@ -146,8 +149,8 @@ def score_cases(
                         student_logprobs=s,
                         teacher_logprobs_followup=tf,
                         teacher_logprobs_unrelated=tu,
-                        advantages_followup=[t - x for t, x in zip(tf, s, strict=True)],
-                        advantages_unrelated=[t - x for t, x in zip(tu, s, strict=True)],
+                        advantages_followup=a_f[row, :n].tolist(),
+                        advantages_unrelated=a_u[row, :n].tolist(),
                         sampling_attempts=completion.attempts,
                         extra={"below_min_completion_tokens": True} if completion.below_min else {},
                     )

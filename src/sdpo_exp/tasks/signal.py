@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from sdpo_exp.chat import stop_token_ids
 from sdpo_exp.errors import ConfigError, DataError
-from sdpo_exp.generation import eos_token_ids
 from sdpo_exp.models import load_model, load_tokenizer, resolve_dtype
 from sdpo_exp.sdpo.hindsight import template_text
 from sdpo_exp.signal.cases import load_cases
@@ -113,8 +113,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
     model.eval()
     template_kwargs = _plain(cfg.model.chat_template_kwargs) or {}
 
-    probe = make_builder(tokenizer, cfg.hindsight, template_kwargs, cfg.task.max_prompt_tokens)
-    stop_ids = sorted(set(eos_token_ids(model, tokenizer)) | set(probe.stop_ids))
+    stop_ids = stop_token_ids(tokenizer, template_kwargs, model)
     completions = obtain_completions(
         model,
         tokenizer,

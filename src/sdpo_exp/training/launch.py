@@ -29,7 +29,7 @@ def resolve_run_dir(overrides: list[str]) -> str:
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
 
-    from sdpo_exp.config.registry import register_configs
+    from sdpo_exp.config.store import register_configs
 
     register_configs()
     GlobalHydra.instance().clear()

@@ -1,9 +1,8 @@
-"""Chat rendering for SDPO: contexts to token ids, the end-of-turn token, history truncation.
+"""History truncation: x and (x, o) rendered (`sdpo_exp.chat`) so that both fit the prompt limit.
 
-Contexts are rendered with the model's chat template (`add_generation_prompt=True`) and tokenised
-with `add_special_tokens=False` (a template already writes its own special tokens). A context that is
-too long loses whole oldest messages (a leading system message is kept), never tokens cut from the
-left, and the student context x and the teacher context (x, o) lose the same messages.
+A context that is too long loses whole oldest messages (a leading system message is kept), never
+tokens cut from the left (that would remove chat-template headers), and the student context x and
+the teacher context (x, o) lose the same messages.
 """
 
 from __future__ import annotations
@@ -13,49 +12,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sdpo_exp.chat import encode_text, render
 from sdpo_exp.sdpo.hindsight import SkipInteraction
 
 log = logging.getLogger(__name__)
-
-_SENTINEL = "SDPO_SENTINEL_7f3a"
-
-
-def render(tokenizer: Any, messages: list[dict], chat_template_kwargs: Mapping[str, Any]) -> str:
-    """The exact string the model reads before its answer."""
-    return tokenizer.apply_chat_template(
-        messages, add_generation_prompt=True, tokenize=False, **dict(chat_template_kwargs)
-    )
-
-
-def encode_text(tokenizer: Any, text: str) -> list[int]:
-    """Token ids of `text` with no special tokens added (the template wrote its own)."""
-    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
-
-
-def end_of_turn_id(tokenizer: Any, chat_template_kwargs: Mapping[str, Any]) -> int:
-    """The token the chat template writes right after an assistant message (`<|im_end|>` for ChatML,
-    `<|eot_id|>` for Llama 3); the tokenizer's EOS when the template shows none."""
-    messages = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": _SENTINEL}]
-    try:
-        text = tokenizer.apply_chat_template(messages, tokenize=False, **dict(chat_template_kwargs))
-        suffix = text[text.index(_SENTINEL) + len(_SENTINEL) :]
-        ids = encode_text(tokenizer, suffix) if suffix else []
-        special = set(tokenizer.all_special_ids) | set(getattr(tokenizer, "added_tokens_decoder", {}))
-        if ids and ids[0] in special:
-            return int(ids[0])
-    except Exception as exc:  # any template failure: fall back to the tokenizer's EOS
-        log.debug("could not read the end-of-turn token from the chat template: %s", exc)
-    if tokenizer.eos_token_id is None:
-        raise ValueError("the tokenizer has no EOS token and its chat template shows no end-of-turn token")
-    return int(tokenizer.eos_token_id)
-
-
-def stop_token_ids(tokenizer: Any, eot_id: int) -> set[int]:
-    """Ids that end a completion: the end-of-turn token and the tokenizer's EOS."""
-    ids = {eot_id}
-    if tokenizer.eos_token_id is not None:
-        ids.add(int(tokenizer.eos_token_id))
-    return ids
 
 
 @dataclass
