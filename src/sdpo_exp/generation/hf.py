@@ -159,3 +159,30 @@ def sample_completions(
     finally:
         model.train(was_training)
     return samples
+
+
+class HFGenerator:
+    """The `hf` backend: transformers' generate on the model it holds (the training model itself for
+    the policy, so its weights are always current)."""
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        chat_template_kwargs: Mapping[str, Any] | None = None,
+        batch_size: int = 8,
+    ) -> None:
+        self.model, self.tokenizer = model, tokenizer
+        self.chat_template_kwargs = dict(chat_template_kwargs or {})
+        self.batch_size = int(batch_size)
+
+    def generate(self, chats: Sequence[Sequence[Mapping[str, str]]], sampling: Any) -> list[Sample]:
+        return sample_completions(
+            self.model, self.tokenizer, chats, sampling, self.chat_template_kwargs, self.batch_size
+        )
+
+    def sync_weights(self, model: Any) -> None:
+        self.model = model
+
+    def close(self) -> None:
+        pass

@@ -36,7 +36,7 @@ def resolve_dtype(dtype: DType | str, device: torch.device | str = "cpu") -> tor
     return torch.float32
 
 
-def _pretrained_dir(cfg: ModelConfig, cache_dir: str | Path) -> str | None:
+def pretrained_dir(cfg: ModelConfig, cache_dir: str | Path) -> str | None:
     """The directory or hub id that from_pretrained reads, or None for a model built in code."""
     if cfg.path:
         return str(cfg.path)
@@ -71,7 +71,7 @@ def load_tokenizer(cfg: ModelConfig, cache_dir: str | Path) -> PreTrainedTokeniz
 
         tokenizer = tiny_tokenizer(cache_dir)
     else:
-        path = _pretrained_dir(cfg, cache_dir)
+        path = pretrained_dir(cfg, cache_dir)
         try:
             tokenizer = AutoTokenizer.from_pretrained(
                 path, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code
@@ -99,7 +99,7 @@ def load_model(
     attn = _enum(cfg.attn_implementation, type(cfg.attn_implementation)).value
     if attn == "flash_attention_2" and torch.device(device).type != "cuda":
         raise ModelLoadError("model.attn_implementation=flash_attention_2 needs a CUDA GPU; use sdpa on CPU")
-    path = _pretrained_dir(cfg, cache_dir)
+    path = pretrained_dir(cfg, cache_dir)
     if path is None:
         from sdpo_exp.models.tiny import tiny_model
 

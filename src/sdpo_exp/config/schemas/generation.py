@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 
 class GenerationBackend(Enum):
     hf = "hf"  # transformers generate()
     vllm = "vllm"  # needs the `vllm` extra
+
+
+@dataclass
+class VLLMOptions:
+    """Engine settings of the `vllm` backend."""
+
+    dtype: str = "auto"
+    max_model_len: int = 4096
+    gpu_memory_utilization: float = 0.3  # the share of the GPU the engine may take beside training
+    enable_sleep_mode: bool = False  # GPU only: free the engine's memory while training
 
 
 @dataclass
@@ -21,3 +31,4 @@ class GenerationConfig:
     top_p: float = 1.0
     top_k: int = 0  # 0 disables top-k filtering
     batch_size: int = 8
+    vllm: VLLMOptions = field(default_factory=VLLMOptions)

@@ -147,3 +147,17 @@ def test_completion_cut_at_eos_and_keeps_it(tiny_model, tiny_tokenizer):
 def test_invalid_sampling_settings(tiny_tokenizer, bad):
     with pytest.raises(ValueError):
         hf_generation_config(_cfg(**bad), tiny_tokenizer, [2])
+
+
+def test_the_generator_interface_samples_with_the_settings_it_is_given(tiny_model, tiny_tokenizer):
+    from sdpo_exp.generation import make_generator
+
+    generator = make_generator("hf", _hostile(tiny_model), tiny_tokenizer, KW, batch_size=3)
+    torch.manual_seed(1)
+    varied = generator.generate([CHAT] * 6, _cfg(max_new_tokens=8))
+    assert all(len(s.ids) == 8 or s.ended for s in varied)  # max_new_tokens 8, not the model's 2
+    assert len({tuple(s.ids) for s in varied}) > 1  # T = 1 sampling, not the model's near-greedy config
+    greedy = generator.generate([CHAT] * 3, _cfg(do_sample=False, max_new_tokens=8))
+    assert len({tuple(s.ids) for s in greedy}) == 1
+    generator.sync_weights(tiny_model)
+    generator.close()

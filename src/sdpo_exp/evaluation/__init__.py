@@ -1,0 +1,1 @@
+"""Evaluation of policies against a baseline: pairwise verdicts become win rates (`winrate`)."""
