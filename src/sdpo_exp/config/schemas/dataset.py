@@ -37,3 +37,23 @@ class InteractionsDatasetConfig(InteractionFilesConfig):
     """Interaction files: one JSON object per line with context, completion and followup."""
 
     name: str = "interactions"
+
+
+@dataclass
+class PromptFilesConfig(DatasetConfig):
+    """What the online tasks read: prompt files, one JSON object per line with `prompt` (and
+    optionally `id` and `system`); training prompts and held-out evaluation prompts."""
+
+    train_path: str | None = None
+    eval_path: str | None = None
+    # The first N valid prompts of each file (None: all of them).
+    max_train_prompts: int | None = None
+    max_eval_prompts: int | None = None
+
+
+@schema("dataset", "prompts")
+@dataclass
+class PromptsDatasetConfig(PromptFilesConfig):
+    """Prompt files of your own: dataset=prompts dataset.train_path=FILE dataset.eval_path=FILE."""
+
+    name: str = "prompts"

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from omegaconf import MISSING
 
 from sdpo_exp.config.registry import schema
-from sdpo_exp.config.schemas.dataset import DatasetConfig, InteractionFilesConfig
+from sdpo_exp.config.schemas.dataset import InteractionFilesConfig, PromptFilesConfig
 
 
 @dataclass
@@ -92,8 +92,10 @@ class WildChatDatasetConfig(ConversationSourceConfig):
 
 
 @dataclass
-class PromptSourceConfig(DatasetConfig, RawSourceConfig):
-    """A source of single-turn prompts (for the online setting): one JSON object per line."""
+class PromptSourceConfig(PromptFilesConfig, RawSourceConfig):
+    """A source of single-turn prompts (for the online setting): one JSON object per line. It also
+    carries the prompt-file fields, pointing at its prepared output, so that `task=online
+    dataset=helpsteer2` samples on what `prepare` wrote."""
 
     splits: list[str] = field(default_factory=lambda: ["train", "validation"])
     max_prompt_chars: int = 2048

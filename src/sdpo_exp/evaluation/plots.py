@@ -1,0 +1,47 @@
+"""`winrate.png`: win rate against interactions, with standard-error bands and the profile switches."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+
+def plot_winrate(
+    rows: Sequence[dict[str, Any]], switch_points: Sequence[int], path: Path, title: str
+) -> Path:
+    """One line per (profile, baseline) over `interactions`, a band of +-1 analytic SE, dashed lines at
+    the switch points, 50% dotted."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        series[(row["profile"], row["baseline"])].append(row)
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    for (profile, baseline), points in sorted(series.items()):
+        points = sorted(points, key=lambda r: r["interactions"])
+        xs = [p["interactions"] for p in points]
+        ys = [p["win_rate"] if p["win_rate"] is not None else math.nan for p in points]
+        se = [p["se"] if p["se"] is not None else 0.0 for p in points]
+        label = profile if baseline == "base" else f"{profile} vs {baseline}"
+        (line,) = ax.plot(xs, ys, marker="o", label=label)
+        lo = [y - s if math.isfinite(y) else math.nan for y, s in zip(ys, se, strict=True)]
+        hi = [y + s if math.isfinite(y) else math.nan for y, s in zip(ys, se, strict=True)]
+        ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.15)
+    for x in switch_points:
+        ax.axvline(x, color="grey", linestyle="--", linewidth=1)
+    ax.axhline(0.5, color="grey", linestyle=":", linewidth=1)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("interactions")
+    ax.set_ylabel("win rate against the baseline")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
