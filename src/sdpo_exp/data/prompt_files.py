@@ -9,9 +9,10 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sdpo_exp.data.sources.prompts import prompt_id
-from sdpo_exp.errors import DataError
+from sdpo_exp.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,9 @@ def read_prompts(path: str | Path, max_prompts: int | None = None) -> PromptFile
     whose id repeats an earlier one are skipped (`duplicate_id`)."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"prompt file not found: {path.resolve()}" + (" (it is a directory)" if path.is_dir() else ""))
+        raise DataError(
+            f"prompt file not found: {path.resolve()}" + (" (it is a directory)" if path.is_dir() else "")
+        )
     result = PromptFile(path=path, prompts=[])
     seen: set[str] = set()
     with open(path, "rb") as fh:
@@ -100,3 +103,29 @@ def read_prompts(path: str | Path, max_prompts: int | None = None) -> PromptFile
     log.info("Read %d prompts from %s (%d lines, %d skipped)", len(result.prompts), path, result.lines,
              sum(result.skipped.values()))  # fmt: skip
     return result
+
+
+def read_prompt_sets(dataset: Any, num_eval: int | None) -> tuple[list[Prompt], list[Prompt]]:
+    """(training prompts, the first `num_eval` held-out prompts) of a prompt-files dataset config."""
+    name = dataset.get("name")
+    for key in ("train_path", "eval_path"):
+        if not dataset.get(key):
+            raise ConfigError(
+                f"the online tasks need prompt files: dataset.{key} is not set for dataset '{name}' "
+                "(dataset=online_demo, dataset=prompts dataset.train_path=FILE dataset.eval_path=FILE, or a "
+                "prepared source: task=prepare dataset=helpsteer2|tldr, then dataset=helpsteer2|tldr)"
+            )
+    train = read_prompts(dataset.train_path, dataset.get("max_train_prompts")).prompts
+    held = read_prompts(dataset.eval_path, dataset.get("max_eval_prompts")).prompts
+    if num_eval is not None:
+        if num_eval < 1:
+            raise ConfigError("task.eval.num_eval_prompts must be >= 1")
+        if num_eval > len(held):
+            log.warning(
+                "task.eval.num_eval_prompts=%d but %s has %d prompts: using all",
+                num_eval,
+                dataset.eval_path,
+                len(held),
+            )
+        held = held[:num_eval]
+    return train, held

@@ -87,9 +87,9 @@ def checkpoint_to_resume(resume: str, run_dir: Path) -> Path | None:
     return path
 
 
-def truncate_metrics(metrics_file: Path, step: int) -> int:
-    """Drop rows logged after `step` (in place: the tracker holds the file open in append mode).
-    Returns the number of rows removed."""
+def truncate_metrics(metrics_file: Path, step: int, key: str = "step") -> int:
+    """Drop rows whose `key` is above `step` (in place: a tracker may hold the file open in append
+    mode). Rows without the key are kept; a line cut by a kill is dropped. Returns the rows removed."""
     if not metrics_file.is_file():
         return 0
     with open(metrics_file, "r+", encoding="utf-8") as fh:
@@ -97,9 +97,8 @@ def truncate_metrics(metrics_file: Path, step: int) -> int:
         kept = []
         for line in lines:
             try:
-                row_step = json.loads(line).get("step")
+                row_step = json.loads(line).get(key)
             except (json.JSONDecodeError, AttributeError):
-                row_step = None  # a line cut by the kill: dropped
                 continue
             if row_step is None or row_step <= step:
                 kept.append(line if line.endswith("\n") else line + "\n")

@@ -69,11 +69,14 @@ class PromptedJudge:
         return self.chat.metrics()
 
 
-def make_judge(cfg: Any, profile: UserProfile, cache_dir: str, device: Any = None) -> Judge:
-    """The judge a `judge` config describes, playing `profile`."""
+def make_judge(
+    cfg: Any, profile: UserProfile, cache_dir: str, device: Any = None, chat: ChatModel | None = None
+) -> Judge:
+    """The judge a `judge` config describes, playing `profile`; `chat` shares one loaded model or
+    client between the profiles of a schedule."""
     backend = str(getattr(cfg.backend, "value", cfg.backend))
     if backend == "rule_based":
         return RuleBasedJudge(profile)
     from sdpo_exp.users.backends import make_chat_model
 
-    return PromptedJudge(profile, make_chat_model(cfg, cache_dir, device))
+    return PromptedJudge(profile, chat or make_chat_model(cfg, cache_dir, device))

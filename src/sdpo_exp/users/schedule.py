@@ -3,11 +3,15 @@ opposite (paper, Figure 5), or several in turn (Figure 6)."""
 
 from __future__ import annotations
 
+import logging
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from sdpo_exp.errors import ConfigError
 from sdpo_exp.users.profiles import UserProfile, load_profile, opposite_of
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,23 @@ class ProfileSchedule:
         return ", then ".join(f"{p.name} from {start}" for start, p in self.segments)
 
 
-def make_schedule(task: Any, profile: UserProfile) -> ProfileSchedule:
+def _at_batch(start: int, batch_size: int) -> int:
+    """Profiles change between batches: a switch takes effect with the first batch that starts at or
+    after it."""
+    aligned = math.ceil(start / batch_size) * batch_size
+    if aligned != start:
+        log.info(
+            "The profile switch at %d interactions takes effect at %d (batches of %d)",
+            start,
+            aligned,
+            batch_size,
+        )
+    return aligned
+
+
+def make_schedule(task: Any, profile: UserProfile, batch_size: int = 1) -> ProfileSchedule:
+    """The schedule `task.schedule` describes, starting with `profile`; switch points rounded up to
+    whole batches of `batch_size` interactions."""
     kind = str(getattr(task.schedule, "value", task.schedule))
     if kind == "single":
         return ProfileSchedule(((0, profile),))
@@ -48,7 +68,7 @@ def make_schedule(task: Any, profile: UserProfile) -> ProfileSchedule:
         after = int(task.flip_after)
         if not 0 < after < int(task.num_interactions):
             raise ConfigError(f"task.flip_after={after} must lie between 0 and task.num_interactions")
-        return ProfileSchedule(((0, profile), (after, opposite_of(profile))))
+        return ProfileSchedule(((0, profile), (_at_batch(after, batch_size), opposite_of(profile))))
     if kind == "sequential":
         names = list(task.profiles) or [profile.name]
         every = int(task.switch_every)
@@ -57,5 +77,5 @@ def make_schedule(task: Any, profile: UserProfile) -> ProfileSchedule:
         if len(set(names)) != len(names):
             raise ConfigError(f"task.profiles lists a profile twice: {names}")
         profiles = [profile if n == profile.name else load_profile(n) for n in names]
-        return ProfileSchedule(tuple((i * every, p) for i, p in enumerate(profiles)))
+        return ProfileSchedule(tuple((_at_batch(i * every, batch_size), p) for i, p in enumerate(profiles)))
     raise ConfigError(f"unknown task.schedule={kind!r}; valid choices: single, flip, sequential")

@@ -83,11 +83,14 @@ class PromptedSimulator:
         return self.chat.metrics()
 
 
-def make_simulator(cfg: Any, profile: UserProfile, cache_dir: str, device: Any = None) -> Simulator:
-    """The simulator a `simulator` config describes, playing `profile`."""
+def make_simulator(
+    cfg: Any, profile: UserProfile, cache_dir: str, device: Any = None, chat: ChatModel | None = None
+) -> Simulator:
+    """The simulator a `simulator` config describes, playing `profile`; `chat` shares one loaded model or
+    client between the profiles of a schedule."""
     backend = str(getattr(cfg.backend, "value", cfg.backend))
     if backend == "rule_based":
         return RuleBasedSimulator(profile, int(cfg.max_complaints))
     from sdpo_exp.users.backends import make_chat_model
 
-    return PromptedSimulator(profile, make_chat_model(cfg, cache_dir, device))
+    return PromptedSimulator(profile, chat or make_chat_model(cfg, cache_dir, device))

@@ -6,8 +6,6 @@ from dataclasses import dataclass
 
 from omegaconf import MISSING
 
-from sdpo_exp.config.registry import schema
-
 
 @dataclass
 class TaskConfig:

@@ -1,0 +1,98 @@
+"""Win rates of a policy over a run: its greedy replies to the held-out prompts, judged for each
+profile of the schedule against the base model's replies (computed once, cached in the run
+directory) and, once a later profile has started, against the policy's replies at that start."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from sdpo_exp.data.prompt_files import Prompt
+from sdpo_exp.errors import SdpoError
+from sdpo_exp.evaluation.compare import compare_replies
+from sdpo_exp.evaluation.replies import load_replies, policy_replies, save_replies
+from sdpo_exp.users.schedule import ProfileSchedule
+
+log = logging.getLogger(__name__)
+
+
+class WinRateTracker:
+    def __init__(
+        self,
+        cfg: Any,
+        held: list[Prompt],
+        schedule: ProfileSchedule,
+        judges: dict[str, Any],
+        policy: Any,
+        run_dir: Path,
+        system: str | None = None,
+    ) -> None:
+        self.held, self.schedule, self.judges, self.policy = held, schedule, judges, policy
+        self.max_new_tokens = int(cfg.task.eval.max_new_tokens or cfg.generation.max_new_tokens)
+        self.bootstrap = int(cfg.task.eval.bootstrap_samples)
+        self.seed = int(cfg.seed)
+        self.system = system  # a system prompt for the policy's replies (the in-context oracle)
+        self.dir = run_dir / "eval_replies"
+        self.base: list[str] | None = None
+
+    @property
+    def base_path(self) -> Path:
+        return self.dir / "base.jsonl"
+
+    def _reference_path(self, profile: str) -> Path:
+        return self.dir / f"start_{profile}.jsonl"
+
+    def prepare_baseline(self, fresh: bool, accelerator: Any, base_policy: Any = None) -> list[str]:
+        """The base model's greedy replies: from the cache, or computed now (only possible before
+        training has changed the weights, or with a separate `base_policy`)."""
+        if accelerator.is_main_process:
+            self.base = load_replies(self.base_path, self.held)
+            if self.base is None:
+                if not fresh and base_policy is None:
+                    raise SdpoError(
+                        f"{self.base_path} (the base model's replies) is missing or was made for other prompts, "
+                        "and the weights have been trained since: start a new run directory (resume=never)"
+                    )
+                log.info("Base model: greedy replies to %d held-out prompts", len(self.held))
+                self.base = policy_replies(base_policy or self.policy, self.held, self.max_new_tokens)
+                self.dir.mkdir(parents=True, exist_ok=True)
+                save_replies(self.base_path, self.held, self.base)
+        accelerator.wait_for_everyone()
+        return self.base or []
+
+    def evaluate(self, interactions: int, batches: int, steps: int, accelerator: Any) -> list[dict[str, Any]]:
+        """Rows of winrate.jsonl for this point (on the main process; [] elsewhere)."""
+        rows: list[dict[str, Any]] = []
+        if accelerator.is_main_process:
+            replies = policy_replies(self.policy, self.held, self.max_new_tokens, self.system)
+            self.dir.mkdir(parents=True, exist_ok=True)
+            save_replies(self.dir / f"at_{interactions}.jsonl", self.held, replies)
+            for start, profile in self.schedule.segments:
+                if start > 0 and start == interactions:
+                    save_replies(self._reference_path(profile.name), self.held, replies)
+            baselines = {}
+            for profile in self.schedule.profiles:
+                baselines[profile.name] = {"base": self.base}
+                start = self.schedule.start_of(profile)
+                if start > 0 and interactions >= start:
+                    reference = load_replies(self._reference_path(profile.name), self.held)
+                    if reference is not None:
+                        baselines[profile.name][f"start@{start}"] = reference
+            active = self.schedule.profile_at(max(interactions - 1, 0)).name
+            found = compare_replies(self.judges, self.held, replies, baselines, self.bootstrap, self.seed)
+            for row in found:
+                rows.append(
+                    {
+                        "interactions": interactions,
+                        "batch": batches,
+                        "step": steps,
+                        "active_profile": active,
+                        **row,
+                    }
+                )
+                rate = "n/a" if row["win_rate"] is None else f"{100 * row['win_rate']:.1f}%"
+                log.info("%d interactions: win rate %s for %s vs %s (%d won, %d lost, %d tied)",
+                         interactions, rate, row["profile"], row["baseline"], row["wins"], row["losses"], row["ties"])  # fmt: skip
+        accelerator.wait_for_everyone()
+        return rows

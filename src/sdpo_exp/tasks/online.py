@@ -1,0 +1,255 @@
+"""`task=online`: SDPO from a simulated user's follow-ups (paper, Section 4.2).
+
+For each batch of training prompts: sample a reply y from the current policy, let the simulated user
+(playing the profile in force) write the next message o, and update the policy at once on the
+interactions (x, y, o) through the learner. Every `task.eval_every` interactions, at the start, at
+each profile switch and at the end, the policy's greedy replies to the held-out prompts are judged
+against the base model's (and, after a switch, against the policy's replies when that profile
+started), by a judge playing each profile of the schedule.
+
+Evaluation and checkpoints happen after a batch's update, in that order, so that a run resumed from
+a checkpoint samples, simulates and trains exactly as the uninterrupted run did next.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from sdpo_exp.data.prompt_files import Prompt, read_prompt_sets
+from sdpo_exp.errors import ConfigError
+from sdpo_exp.evaluation.tracker import WinRateTracker
+from sdpo_exp.interaction import Interaction
+from sdpo_exp.tasks.context import RunContext
+from sdpo_exp.tasks.online_files import OnlineFiles
+from sdpo_exp.training.data_plan import DataPlan
+from sdpo_exp.training.distributed import any_process, gather_objects, make_accelerator, shared_run_dir
+from sdpo_exp.training.geometry import batch_geometry
+from sdpo_exp.training.learner import Learner
+from sdpo_exp.training.preemption import PreemptionWatcher
+from sdpo_exp.training.progress import Progress
+from sdpo_exp.users.profiles import UserProfile
+from sdpo_exp.users.roles import UserRoles
+from sdpo_exp.users.schedule import make_schedule
+
+log = logging.getLogger(__name__)
+
+# What this task's run depends on besides the learner's settings: a resumed run must have the same.
+ONLINE_KEYS = ("dataset.train_path", "dataset.max_train_prompts", "user_profile", "simulator", "generation",
+               "task.num_interactions", "task.updates_per_batch", "task.schedule", "task.flip_after",
+               "task.profiles", "task.switch_every")  # fmt: skip
+
+
+@dataclass
+class OnlineState:
+    batches: int = 0  # batches of prompts done (sampled, simulated, trained on)
+    steps: int = 0  # optimiser steps
+    interactions: int = 0  # interactions trained on
+    no_followup: int = 0  # replies the simulator gave no follow-up to (skipped)
+    train_seconds: float = 0.0
+
+
+class OnlineRun:
+    def __init__(self, cfg: DictConfig, ctx: RunContext) -> None:
+        from sdpo_exp.generation import make_generator
+        from sdpo_exp.models import load_tokenizer
+        from sdpo_exp.models.loader import pretrained_dir
+        from sdpo_exp.sdpo.batching import BatchBuilder
+
+        self.cfg, self.ctx, task = cfg, ctx, cfg.task
+        self.acc = make_accelerator(cfg.trainer)
+        if not self.acc.is_main_process:
+            logging.getLogger("sdpo_exp").setLevel(logging.WARNING)
+        self.run_dir = shared_run_dir(self.acc, Path(ctx.run_dir))
+        self.train, self.held = read_prompt_sets(cfg.dataset, int(task.eval.num_eval_prompts))
+        builder = BatchBuilder.from_config(cfg, load_tokenizer(cfg.model, cfg.paths.cache_dir))
+        geometry = batch_geometry(cfg.trainer, self.acc.num_processes)
+        self.batch_size = geometry.global_batch
+        if int(task.num_interactions) < 1 or int(task.updates_per_batch) < 1:
+            raise ConfigError("task.num_interactions and task.updates_per_batch must be >= 1")
+        self.num_batches = math.ceil(int(task.num_interactions) / self.batch_size)
+        self.plan = DataPlan(len(self.train), geometry, int(cfg.seed))
+        self.schedule = make_schedule(task, UserProfile.from_config(cfg.user_profile), self.batch_size)
+        total_steps = self.num_batches * int(task.updates_per_batch)
+        self.learner = Learner(cfg, self.acc, builder, total_steps, self.run_dir, ONLINE_KEYS)
+        backend = str(getattr(cfg.generation.backend, "value", cfg.generation.backend))
+        model_dir = pretrained_dir(cfg.model, cfg.paths.cache_dir) if backend == "vllm" else None
+        self.policy = make_generator(
+            backend, self.acc.unwrap_model(self.learner.model), builder.tokenizer,
+            dict(cfg.model.chat_template_kwargs or {}), int(cfg.generation.batch_size), model_dir,
+            OmegaConf.to_container(cfg.generation.vllm),
+        )  # fmt: skip
+        self.users = UserRoles(cfg, self.schedule, self.acc.device, judges=self.acc.is_main_process)
+        self.judging = WinRateTracker(
+            cfg, self.held, self.schedule, self.users.judges, self.policy, self.run_dir
+        )
+        self.files = OnlineFiles(self.run_dir, self.acc.is_main_process)
+        self.state = OnlineState()
+        # runs with weight zero where a process has nothing to train on in a micro-batch
+        first = self.train[0]
+        self.filler = Interaction(first.messages(), "OK", "OK", id="filler")
+        log.info(
+            "%d interactions in %d batches of %d (%s); %d optimiser steps; profile schedule: %s",
+            self.num_batches * self.batch_size, self.num_batches, self.batch_size, geometry.describe(),
+            total_steps, self.schedule.describe(),
+        )  # fmt: skip
+
+    # -- the algorithm -----------------------------------------------------------------------------
+    def interactions_for(self, batch: int) -> list[list[Interaction]]:
+        """This process's micro-batches of fresh interactions for `batch`: the policy's sampled
+        replies to the batch's prompts, each with the simulated user's follow-up."""
+        profile = self.schedule.profile_at(batch * self.batch_size)
+        slots = self.plan.micro_batches(batch, self.acc.process_index)
+        prompts: list[Prompt] = [self.train[i] for slot in slots for i in slot]
+        samples = self.policy.generate([p.messages() for p in prompts], self.cfg.generation)
+        followups = self.users.simulator(profile).followups(
+            [p.prompt for p in prompts], [s.text for s in samples]
+        )
+        made, records, k = [], [], 0
+        for slot in slots:
+            micro = []
+            for _ in slot:
+                prompt, sample, followup = prompts[k], samples[k], followups[k]
+                k += 1
+                record = {"batch": batch, "profile": profile.name, "prompt_id": prompt.id}
+                if not followup or not followup.strip():
+                    self.state.no_followup += 1
+                    records.append({**record, "skipped": "no_followup", "completion": sample.text})
+                    continue
+                interaction = Interaction(
+                    context=prompt.messages(), completion=sample.text, followup=followup,
+                    id=f"b{batch}-{prompt.id}", completion_ids=sample.ids, completion_ended=sample.ended,
+                )  # fmt: skip
+                micro.append(interaction)
+                records.append({**record, **interaction.to_record()})
+            made.append(micro)
+        self.files.add_interactions(gather_objects(self.acc, records))
+        return made
+
+    def train_on(self, micro_batches: list[list[Interaction]]) -> dict[str, float]:
+        metrics: dict[str, float] = {}
+        for _ in range(int(self.cfg.task.updates_per_batch)):
+            metrics = self.learner.step(micro_batches, self.filler)
+            self.state.steps += 1
+        self.policy.sync_weights(self.acc.unwrap_model(self.learner.model))
+        return metrics
+
+    def evaluate(self) -> None:
+        rows = self.judging.evaluate(self.state.batches * self.batch_size, self.state.batches, self.state.steps,
+                                     self.acc)  # fmt: skip
+        if self.acc.is_main_process:
+            self.files.add_winrates(rows)
+            self.ctx.log(
+                {f"eval/{r['profile']}/vs_{r['baseline']}/win_rate": r["win_rate"] for r in rows},
+                self.state.steps,
+            )
+
+    # -- the loop ----------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        self._resume()
+        task, tcfg = self.cfg.task, self.cfg.trainer
+        self.judging.prepare_baseline(self.state.batches == 0, self.acc)
+        save_every = int(tcfg.save_every)
+        eval_every = int(task.eval_every)
+        progress = Progress(
+            self.num_batches, self.state.batches, bool(task.progress_bar) and self.acc.is_main_process
+        )
+        last_saved = self.state.batches if self.state.batches else -1
+        try:
+            if self.state.batches == 0 and bool(task.eval_at_start):
+                self.evaluate()
+            with PreemptionWatcher(bool(task.checkpoint_on_signal)) as watcher:
+                while self.state.batches < self.num_batches:
+                    t0 = time.perf_counter()
+                    micro_batches = self.interactions_for(self.state.batches)
+                    metrics = self.train_on(micro_batches)
+                    self.state.batches += 1
+                    self.state.interactions += int(metrics.get("num_interactions", 0))
+                    self.state.train_seconds += time.perf_counter() - t0
+                    self._log(metrics, progress)
+                    seen = self.state.batches * self.batch_size
+                    due = (eval_every > 0 and seen % eval_every < self.batch_size and seen >= eval_every) or (
+                        seen in self.schedule.switch_points
+                    )
+                    if due and self.state.batches < self.num_batches:
+                        self.evaluate()
+                    stop = any_process(self.acc, watcher.triggered)
+                    steps_crossed = save_every > 0 and (self.state.steps // save_every) > (
+                        (self.state.steps - int(task.updates_per_batch)) // save_every
+                    )
+                    if steps_crossed or stop:
+                        self._save()
+                        last_saved = self.state.batches
+                    if stop:
+                        watcher.hand_over()
+            if bool(task.eval_at_end):
+                self.evaluate()
+            if save_every > 0 and last_saved != self.state.batches:
+                self._save()
+        finally:
+            progress.close()
+        if bool(tcfg.save_final):
+            self.learner.save_final(self.run_dir / "final")
+        return self._finish()
+
+    # -- bookkeeping -------------------------------------------------------------------------------
+    def _resume(self) -> None:
+        saved = self.learner.resume(str(self.cfg.resume), self.run_dir)
+        if saved is not None:
+            self.state = OnlineState(**saved["online"])
+            self.policy.sync_weights(self.acc.unwrap_model(self.learner.model))
+            log.info(
+                "Resumed from %s after %d of %d batches", saved["path"], self.state.batches, self.num_batches
+            )
+        if self.acc.is_main_process:
+            self.files.truncate(self.state.batches, self.state.steps, fresh=saved is None)
+
+    def _save(self) -> None:
+        self.learner.save(self.state.steps, {"online": asdict(self.state)})
+
+    def _log(self, metrics: dict[str, float], progress: Progress) -> None:
+        for key in ("num_input_tokens", "num_completion_tokens"):
+            metrics.pop(key, None)
+        row = {f"train/{k}": v for k, v in metrics.items()}
+        row.update(
+            {
+                "online/interactions_offered": self.state.batches * self.batch_size,
+                "online/interactions_trained": self.state.interactions,
+                "online/no_followup": self.state.no_followup,
+                "online/profile": self.schedule.profile_at((self.state.batches - 1) * self.batch_size).name,
+            }
+        )
+        row.update({f"simulator/{k}": v for k, v in self.users.simulator_metrics().items()})
+        progress.update(row)
+        self.ctx.log({k: v for k, v in row.items() if not isinstance(v, str)}, self.state.steps)
+
+    def _finish(self) -> dict[str, Any]:
+        if self.acc.is_main_process:
+            self.files.write_outputs(
+                self.cfg, self.schedule, self.state.batches * self.batch_size, self.batch_size
+            )
+        rows = self.files.winrates()
+        final = {}
+        end = max((r["interactions"] for r in rows), default=0)
+        for r in rows:
+            if r["interactions"] == end and r["win_rate"] is not None:
+                final[f"final/{r['profile']}/vs_{r['baseline']}/win_rate"] = float(r["win_rate"])
+        out = {**{k: float(v) for k, v in asdict(self.state).items()}, **final}
+        out["interactions_offered"] = float(self.state.batches * self.batch_size)
+        out.update({f"simulator/{k}": v for k, v in self.users.simulator_metrics().items()})
+        out.update({f"judge/{k}": v for k, v in self.users.judge_metrics().items()})
+        log.info(
+            "Outputs: win-rate plot %s; report %s; interactions %s",
+            self.run_dir / "winrate.png", self.run_dir / "report.md", self.run_dir / "interactions.jsonl",
+        )  # fmt: skip
+        return out
+
+
+def run(cfg: DictConfig, ctx: RunContext) -> dict[str, Any]:
+    return OnlineRun(cfg, ctx).run()
