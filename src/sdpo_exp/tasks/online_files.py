@@ -60,7 +60,12 @@ class OnlineFiles:
         return read_jsonl(self.winrate_path)
 
     def write_outputs(
-        self, cfg: DictConfig, schedule: ProfileSchedule, offered: int, examples: int | None = None
+        self,
+        cfg: DictConfig,
+        schedule: ProfileSchedule,
+        offered: int,
+        global_batch: int,
+        examples: int | None = None,
     ) -> None:
         rows = self.winrates()
         title = (
