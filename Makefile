@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 export SDPO_CACHE_DIR ?= $(HOME)/.cache/sdpo-exp
-RUN_ARGS ?= experiment=offline_demo
+RUN_ARGS ?= experiment=demo
 
 # The CPU build of torch on machines without an NVIDIA GPU (never the multi-GB CUDA wheels): from the
 # configured indexes or local wheel folders when they carry it, else from PyTorch's CPU index.

@@ -1,5 +1,8 @@
 #!/usr/bin/env python
-"""sdpo-exp: the single entry point. `python run.py --help` lists the config groups."""
+"""sdpo-exp: the single entry point. `python run.py --help` lists the config groups.
+
+`python run.py` with no override runs the CPU demo (`experiment=demo`: online SDPO with a simulated
+user); any override composes from the plain defaults of `conf/config.yaml` instead."""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from sdpo_exp.config.store import register_configs
 from sdpo_exp.errors import ConfigError
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
+DEFAULT_RUN = "experiment=demo"  # what `python run.py` runs when no override is given
 
 # Hydra flags that take a value, and flags after which our own config check does not apply.
 _FLAGS_WITH_VALUE = {
@@ -99,6 +103,9 @@ def cli() -> None:
         sys.stdout.write(help_text(CONF_DIR))
         return
     overrides = _overrides(argv)
+    if overrides == []:
+        sys.argv.append(DEFAULT_RUN)
+        overrides = [DEFAULT_RUN]
     if overrides is not None:
         try:
             check_overrides(CONF_DIR, overrides)

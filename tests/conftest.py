@@ -91,3 +91,37 @@ def run_cli() -> Callable[..., subprocess.CompletedProcess]:
         )
 
     return _run
+
+
+def reset_accelerate() -> None:
+    """accelerate keeps process-wide state; each in-process run starts from a clean one."""
+    from accelerate.state import AcceleratorState, GradientState, PartialState
+
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    PartialState._reset_state()
+
+
+def run_in_process(compose, run_dir: Path, overrides: list[str]) -> dict[str, float]:
+    from sdpo_exp.tasks.runner import execute
+
+    reset_accelerate()
+    cfg = compose(*overrides)
+    try:
+        return execute(cfg, run_dir)
+    finally:
+        reset_accelerate()
+
+
+def final_weights(run_dir: Path) -> dict:
+    """The final model's tensors by name."""
+    from safetensors.torch import load_file
+
+    return load_file(run_dir / "final" / "model.safetensors")
+
+
+def cli(args: list[str], **kwargs) -> subprocess.Popen:
+    """`python run.py ARGS` as a child process (stdout and stderr to a log file next to the run)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "COLUMNS": "200",
+           "OMP_NUM_THREADS": "1", **kwargs.pop("env", {})}  # fmt: skip
+    return subprocess.Popen([sys.executable, str(REPO / "run.py"), *args], cwd=REPO, env=env, **kwargs)

@@ -126,7 +126,8 @@ def test_run_py_does_not_import_torch_to_compose():
     assert out.stdout.strip() == "False"
 
 
-def test_unimplemented_task_says_so(run_cli, tmp_path):
+def test_online_task_without_prompt_files_says_what_to_do(run_cli, tmp_path):
     proc = run_cli(["task=online", f"hydra.run.dir={tmp_path}"])
     assert proc.returncode == 1
-    assert "planned but not implemented" in proc.stdout + proc.stderr
+    assert "dataset.train_path is not set for dataset 'interactions'" in proc.stdout + proc.stderr
+    assert "dataset=online_demo" in proc.stdout + proc.stderr

@@ -37,6 +37,30 @@ _OFFLINE_FAST = [
 ]
 # The paper presets read prepared WildFeedback/WildChat files; here they train on the shipped demo file.
 _PAPER_OFFLINE_FAST = [*_OFFLINE_FAST, "dataset.train_path=${resource:offline_demo/train.jsonl}"]
+# The online presets: tiny_random on the shipped demo prompts with the rule-based user and judge (the
+# paper's presets use Claude or Qwen3-8B and prepared HelpSteer2 / TL;DR files).
+_ONLINE_FAST = [
+    "model=tiny_random",
+    "dataset=online_demo",
+    "simulator=rule_based",
+    "judge=rule_based",
+    "trainer.optimizer=adamw",
+    "trainer.precision=no",
+    "trainer.global_batch_size=4",
+    "trainer.per_device_batch_size=4",
+    "trainer.max_prompt_tokens=128",
+    "trainer.max_completion_tokens=16",
+    "trainer.save_every=0",
+    "trainer.save_final=false",
+    "generation.max_new_tokens=8",
+    "task.num_interactions=8",
+    "task.eval_every=0",
+    "task.eval.num_eval_prompts=2",
+    "task.eval.bootstrap_samples=20",
+    "task.progress_bar=false",
+]
+_ORACLE_FAST = ["model=tiny_random", "dataset=online_demo", "judge=rule_based", "generation.max_new_tokens=8",
+                "task.eval.num_eval_prompts=2", "task.eval.bootstrap_samples=20"]  # fmt: skip
 FAST_OVERRIDES: dict[str, list[str]] = {
     "signal_demo": _SIGNAL_FAST,
     "signal_qwen8b": _SIGNAL_FAST,
@@ -47,6 +71,12 @@ FAST_OVERRIDES: dict[str, list[str]] = {
     "wildfeedback_olmo3_7b_dpo": _PAPER_OFFLINE_FAST,
     "wildchat_qwen8b": _PAPER_OFFLINE_FAST,
     "sft_wildfeedback_qwen4b": _PAPER_OFFLINE_FAST,
+    "demo": _ONLINE_FAST,
+    "helpsteer_qwen8b_claude": _ONLINE_FAST,
+    "tldr_qwen4b": _ONLINE_FAST,
+    "tldr_flip_qwen4b": [*_ONLINE_FAST, "task.flip_after=4"],
+    "helpsteer_sequential_qwen8b": [*_ONLINE_FAST, "task.switch_every=4", "task.num_interactions=12"],
+    "tldr_oracle_qwen4b": _ORACLE_FAST,
 }
 
 TYPED = ["task", "model", "dataset", "loss", "trainer", "generation", "logger"]

@@ -77,7 +77,7 @@ def test_cli_run_directory_layout(run_cli, tmp_path):
     assert re.fullmatch(r"\d{2}-\d{2}-\d{2}", run_dir.name)
     assert (run_dir / ".hydra" / "config.yaml").exists()
     assert (run_dir / ".hydra" / "overrides.yaml").exists()
-    assert "planned but not implemented" in (run_dir / "run.log").read_text()
+    assert "the online tasks need prompt files" in (run_dir / "run.log").read_text()
     assert json.loads((run_dir / "run.json").read_text())["status"] == "failed"
     saved = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
     assert saved.task.name == "online"

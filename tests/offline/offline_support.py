@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-import torch
-from safetensors.torch import load_file
+from conftest import cli, final_weights, reset_accelerate, run_in_process  # noqa: F401 - re-exported
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "src" / "sdpo_exp" / "resources" / "offline_demo"
@@ -39,36 +35,5 @@ def fast_overrides(train: Path, eval_path: Path | None = None, **trainer: object
     return out
 
 
-def reset_accelerate() -> None:
-    """accelerate keeps process-wide state; each in-process run starts from a clean one."""
-    from accelerate.state import AcceleratorState, GradientState, PartialState
-
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
-    PartialState._reset_state()
-
-
-def run_in_process(compose, run_dir: Path, overrides: list[str]) -> dict[str, float]:
-    from sdpo_exp.tasks.runner import execute
-
-    reset_accelerate()
-    cfg = compose(*overrides)
-    try:
-        return execute(cfg, run_dir)
-    finally:
-        reset_accelerate()
-
-
 def metrics_rows(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-
-
-def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    return load_file(run_dir / "final" / "model.safetensors")
-
-
-def cli(args: list[str], **kwargs) -> subprocess.Popen:
-    """`python run.py ARGS` as a child process (stdout and stderr to a log file next to the run)."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "COLUMNS": "200",
-           "OMP_NUM_THREADS": "1", **kwargs.pop("env", {})}  # fmt: skip
-    return subprocess.Popen([sys.executable, str(REPO / "run.py"), *args], cwd=REPO, env=env, **kwargs)

@@ -105,17 +105,22 @@ def read_prompts(path: str | Path, max_prompts: int | None = None) -> PromptFile
     return result
 
 
-def read_prompt_sets(dataset: Any, num_eval: int | None) -> tuple[list[Prompt], list[Prompt]]:
-    """(training prompts, the first `num_eval` held-out prompts) of a prompt-files dataset config."""
+def read_prompt_sets(
+    dataset: Any, num_eval: int | None, train: bool = True
+) -> tuple[list[Prompt], list[Prompt]]:
+    """(training prompts, the first `num_eval` held-out prompts) of a prompt-files dataset config;
+    with `train=False` only the held-out ones are read (the training list is empty)."""
     name = dataset.get("name")
-    for key in ("train_path", "eval_path"):
+    for key in ("train_path", "eval_path") if train else ("eval_path",):
         if not dataset.get(key):
             raise ConfigError(
                 f"the online tasks need prompt files: dataset.{key} is not set for dataset '{name}' "
                 "(dataset=online_demo, dataset=prompts dataset.train_path=FILE dataset.eval_path=FILE, or a "
                 "prepared source: task=prepare dataset=helpsteer2|tldr, then dataset=helpsteer2|tldr)"
             )
-    train = read_prompts(dataset.train_path, dataset.get("max_train_prompts")).prompts
+    train_prompts = (
+        read_prompts(dataset.train_path, dataset.get("max_train_prompts")).prompts if train else []
+    )
     held = read_prompts(dataset.eval_path, dataset.get("max_eval_prompts")).prompts
     if num_eval is not None:
         if num_eval < 1:
@@ -128,4 +133,4 @@ def read_prompt_sets(dataset: Any, num_eval: int | None) -> tuple[list[Prompt], 
                 len(held),
             )
         held = held[:num_eval]
-    return train, held
+    return train_prompts, held

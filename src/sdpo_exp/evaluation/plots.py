@@ -45,3 +45,33 @@ def plot_winrate(
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def plot_heatmap(rows: Sequence[dict[str, Any]], models: Sequence[str], profiles: Sequence[str], path: Path,
+                 title: str) -> Path:  # fmt: skip
+    """Models x profiles, coloured by win rate (grey where no pair was decided), values written in."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    by = {(r["model"], r["profile"]): r["win_rate"] for r in rows}
+    grid = np.array(
+        [[by.get((m, p)) if by.get((m, p)) is not None else np.nan for p in profiles] for m in models]
+    )
+    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(profiles), 1.2 + 0.5 * len(models)), dpi=120)
+    cmap = matplotlib.colormaps["RdBu"].copy()
+    cmap.set_bad("#dddddd")
+    ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=0, vmax=1, aspect="auto")
+    for i in range(len(models)):
+        for j in range(len(profiles)):
+            v = grid[i, j]
+            ax.text(j, i, "n/a" if np.isnan(v) else f"{100 * v:.0f}%", ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(len(profiles)), profiles, rotation=30, ha="right", fontsize=8)
+    ax.set_yticks(range(len(models)), [Path(m).name or m for m in models], fontsize=8)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

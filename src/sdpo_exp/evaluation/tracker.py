@@ -43,10 +43,10 @@ class WinRateTracker:
     def _reference_path(self, profile: str) -> Path:
         return self.dir / f"start_{profile}.jsonl"
 
-    def prepare_baseline(self, fresh: bool, accelerator: Any, base_policy: Any = None) -> list[str]:
+    def prepare_baseline(self, fresh: bool, accelerator: Any = None, base_policy: Any = None) -> list[str]:
         """The base model's greedy replies: from the cache, or computed now (only possible before
         training has changed the weights, or with a separate `base_policy`)."""
-        if accelerator.is_main_process:
+        if _main(accelerator):
             self.base = load_replies(self.base_path, self.held)
             if self.base is None:
                 if not fresh and base_policy is None:
@@ -58,13 +58,15 @@ class WinRateTracker:
                 self.base = policy_replies(base_policy or self.policy, self.held, self.max_new_tokens)
                 self.dir.mkdir(parents=True, exist_ok=True)
                 save_replies(self.base_path, self.held, self.base)
-        accelerator.wait_for_everyone()
+        _barrier(accelerator)
         return self.base or []
 
-    def evaluate(self, interactions: int, batches: int, steps: int, accelerator: Any) -> list[dict[str, Any]]:
+    def evaluate(
+        self, interactions: int, batches: int, steps: int, accelerator: Any = None
+    ) -> list[dict[str, Any]]:
         """Rows of winrate.jsonl for this point (on the main process; [] elsewhere)."""
         rows: list[dict[str, Any]] = []
-        if accelerator.is_main_process:
+        if _main(accelerator):
             replies = policy_replies(self.policy, self.held, self.max_new_tokens, self.system)
             self.dir.mkdir(parents=True, exist_ok=True)
             save_replies(self.dir / f"at_{interactions}.jsonl", self.held, replies)
@@ -94,5 +96,14 @@ class WinRateTracker:
                 rate = "n/a" if row["win_rate"] is None else f"{100 * row['win_rate']:.1f}%"
                 log.info("%d interactions: win rate %s for %s vs %s (%d won, %d lost, %d tied)",
                          interactions, rate, row["profile"], row["baseline"], row["wins"], row["losses"], row["ties"])  # fmt: skip
-        accelerator.wait_for_everyone()
+        _barrier(accelerator)
         return rows
+
+
+def _main(accelerator: Any) -> bool:
+    return accelerator is None or accelerator.is_main_process
+
+
+def _barrier(accelerator: Any) -> None:
+    if accelerator is not None:
+        accelerator.wait_for_everyone()

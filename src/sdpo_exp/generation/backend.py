@@ -39,12 +39,14 @@ def make_generator(
     batch_size: int = 8,
     model_dir: str | None = None,
     vllm_options: Mapping[str, Any] | None = None,
+    autocast: Any = None,
 ) -> Generator:
-    """`hf`: sample from `model` itself; `vllm`: an engine loaded from `model_dir` (the same weights)."""
+    """`hf`: sample from `model` itself (inside `autocast()`, the training run's mixed precision, when
+    given); `vllm`: an engine loaded from `model_dir` (the same weights)."""
     if backend == "hf":
         from sdpo_exp.generation.hf import HFGenerator
 
-        return HFGenerator(model, tokenizer, chat_template_kwargs, batch_size)
+        return HFGenerator(model, tokenizer, chat_template_kwargs, batch_size, autocast)
     if backend == "vllm":
         from sdpo_exp.generation.vllm import VLLMGenerator
 

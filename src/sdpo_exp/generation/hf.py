@@ -11,7 +11,8 @@ replaced by a blank one, so that a field this module does not know about cannot 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, NamedTuple
 
 import torch
@@ -171,15 +172,19 @@ class HFGenerator:
         tokenizer: PreTrainedTokenizerBase,
         chat_template_kwargs: Mapping[str, Any] | None = None,
         batch_size: int = 8,
+        autocast: Callable[[], AbstractContextManager] | None = None,
     ) -> None:
         self.model, self.tokenizer = model, tokenizer
         self.chat_template_kwargs = dict(chat_template_kwargs or {})
         self.batch_size = int(batch_size)
+        # the training run's mixed precision (float32 weights computing in bf16 sample 3x faster on a CPU)
+        self.autocast = autocast or nullcontext
 
     def generate(self, chats: Sequence[Sequence[Mapping[str, str]]], sampling: Any) -> list[Sample]:
-        return sample_completions(
-            self.model, self.tokenizer, chats, sampling, self.chat_template_kwargs, self.batch_size
-        )
+        with self.autocast():
+            return sample_completions(
+                self.model, self.tokenizer, chats, sampling, self.chat_template_kwargs, self.batch_size
+            )
 
     def sync_weights(self, model: Any) -> None:
         self.model = model

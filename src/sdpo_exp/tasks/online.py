@@ -83,9 +83,9 @@ class OnlineRun:
         self.policy = make_generator(
             backend, self.acc.unwrap_model(self.learner.model), builder.tokenizer,
             dict(cfg.model.chat_template_kwargs or {}), int(cfg.generation.batch_size), model_dir,
-            OmegaConf.to_container(cfg.generation.vllm),
+            OmegaConf.to_container(cfg.generation.vllm), self.acc.autocast,
         )  # fmt: skip
-        self.users = UserRoles(cfg, self.schedule, self.acc.device, judges=self.acc.is_main_process)
+        self.users = UserRoles(cfg, self.schedule.profiles, self.acc.device, judges=self.acc.is_main_process)
         self.judging = WinRateTracker(
             cfg, self.held, self.schedule, self.users.judges, self.policy, self.run_dir
         )
@@ -157,9 +157,8 @@ class OnlineRun:
         self.judging.prepare_baseline(self.state.batches == 0, self.acc)
         save_every = int(tcfg.save_every)
         eval_every = int(task.eval_every)
-        progress = Progress(
-            self.num_batches, self.state.batches, bool(task.progress_bar) and self.acc.is_main_process
-        )
+        show = bool(task.progress_bar) and self.acc.is_main_process
+        progress = Progress(self.num_batches, self.state.batches, show, desc="online", unit="batch")
         last_saved = self.state.batches if self.state.batches else -1
         try:
             if self.state.batches == 0 and bool(task.eval_at_start):
@@ -168,7 +167,9 @@ class OnlineRun:
                 while self.state.batches < self.num_batches:
                     t0 = time.perf_counter()
                     micro_batches = self.interactions_for(self.state.batches)
+                    t1 = time.perf_counter()
                     metrics = self.train_on(micro_batches)
+                    metrics["sample_seconds"], metrics["update_seconds"] = t1 - t0, time.perf_counter() - t1
                     self.state.batches += 1
                     self.state.interactions += int(metrics.get("num_interactions", 0))
                     self.state.train_seconds += time.perf_counter() - t0
@@ -203,6 +204,8 @@ class OnlineRun:
         saved = self.learner.resume(str(self.cfg.resume), self.run_dir)
         if saved is not None:
             self.state = OnlineState(**saved["online"])
+            if self.acc.is_main_process:  # the saved counters are the sum over processes
+                self.users.counted_before = dict(saved.get("simulator", {}))
             self.policy.sync_weights(self.acc.unwrap_model(self.learner.model))
             log.info(
                 "Resumed from %s after %d of %d batches", saved["path"], self.state.batches, self.num_batches
@@ -211,7 +214,17 @@ class OnlineRun:
             self.files.truncate(self.state.batches, self.state.steps, fresh=saved is None)
 
     def _save(self) -> None:
-        self.learner.save(self.state.steps, {"online": asdict(self.state)})
+        self.learner.save(
+            self.state.steps, {"online": asdict(self.state), "simulator": self._simulator_metrics()}
+        )
+
+    def _simulator_metrics(self) -> dict[str, float]:
+        """The simulators' counters summed over processes."""
+        total: dict[str, float] = {}
+        for part in gather_objects(self.acc, self.users.simulator_metrics()):
+            for key, value in part.items():
+                total[key] = total.get(key, 0.0) + value
+        return total
 
     def _log(self, metrics: dict[str, float], progress: Progress) -> None:
         for key in ("num_input_tokens", "num_completion_tokens"):
@@ -225,7 +238,7 @@ class OnlineRun:
                 "online/profile": self.schedule.profile_at((self.state.batches - 1) * self.batch_size).name,
             }
         )
-        row.update({f"simulator/{k}": v for k, v in self.users.simulator_metrics().items()})
+        row.update({f"simulator/{k}": v for k, v in self._simulator_metrics().items()})
         progress.update(row)
         self.ctx.log({k: v for k, v in row.items() if not isinstance(v, str)}, self.state.steps)
 
@@ -242,7 +255,7 @@ class OnlineRun:
                 final[f"final/{r['profile']}/vs_{r['baseline']}/win_rate"] = float(r["win_rate"])
         out = {**{k: float(v) for k, v in asdict(self.state).items()}, **final}
         out["interactions_offered"] = float(self.state.batches * self.batch_size)
-        out.update({f"simulator/{k}": v for k, v in self.users.simulator_metrics().items()})
+        out.update({f"simulator/{k}": v for k, v in self._simulator_metrics().items()})
         out.update({f"judge/{k}": v for k, v in self.users.judge_metrics().items()})
         log.info(
             "Outputs: win-rate plot %s; report %s; interactions %s",

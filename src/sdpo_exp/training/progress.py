@@ -7,7 +7,9 @@ from typing import Any
 
 
 class Progress:
-    def __init__(self, total: int, initial: int, enabled: bool) -> None:
+    def __init__(
+        self, total: int, initial: int, enabled: bool, desc: str = "train", unit: str = "step"
+    ) -> None:
         self._bar = None
         if not enabled:
             return
@@ -17,8 +19,8 @@ class Progress:
         self._bar = tqdm(
             total=total,
             initial=initial,
-            desc="train",
-            unit="step",
+            desc=desc,
+            unit=unit,
             dynamic_ncols=interactive,
             # When the output is a log file, a line every 30 s instead of a redraw per update.
             mininterval=0.5 if interactive else 30.0,

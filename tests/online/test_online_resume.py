@@ -1,0 +1,55 @@
+"""An online run killed with SIGKILL after a checkpoint and started again in its run directory samples
+the same replies, gets the same follow-ups and ends with the same weights as an uninterrupted run
+(CPU, rule-based user)."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import torch
+from online_support import jsonl, online_overrides
+
+from sdpo_exp.training.checkpoint import COMPLETE, latest_checkpoint
+
+from conftest import cli, final_weights
+
+TIMING = {"train/tokens_per_s", "train/step_seconds", "train/sample_seconds", "train/update_seconds"}
+
+
+def _overrides(run_dir):
+    return [*online_overrides(num_interactions=24, eval_every=8), "trainer.save_every=2",
+            "trainer.save_final=true", f"hydra.run.dir={run_dir}"]  # fmt: skip
+
+
+def test_sigkill_mid_run_then_resume_repeats_the_run_exactly(tmp_path):
+    plain, killed = tmp_path / "plain", tmp_path / "killed"
+    with open(tmp_path / "plain.log", "w") as log, open(tmp_path / "killed.log", "w") as klog:
+        uninterrupted = cli(_overrides(plain), stdout=log, stderr=log)
+        victim = cli(_overrides(killed), stdout=klog, stderr=klog)
+        deadline = time.monotonic() + 300
+        while not (killed / "checkpoints" / "step-2" / COMPLETE).exists():
+            assert victim.poll() is None, (tmp_path / "killed.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "no checkpoint appeared"
+            time.sleep(0.05)
+        victim.send_signal(signal.SIGKILL)
+        assert victim.wait(timeout=60) == -signal.SIGKILL
+        assert uninterrupted.wait(timeout=300) == 0, (tmp_path / "plain.log").read_text()[-3000:]
+    assert not (killed / "final").exists(), "the run finished before it was killed; the test proved nothing"
+    resumed_from = latest_checkpoint(killed)
+    with open(tmp_path / "resumed.log", "w") as log:
+        again = cli(_overrides(killed), stdout=log, stderr=log)
+        assert again.wait(timeout=300) == 0, (tmp_path / "resumed.log").read_text()[-3000:]
+    assert f"Resumed from {resumed_from}" in (killed / "run.log").read_text()
+
+    # the same prompts, sampled replies (ids) and follow-ups, each batch once
+    assert jsonl(killed / "interactions.jsonl") == jsonl(plain / "interactions.jsonl")
+    assert len(jsonl(plain / "interactions.jsonl")) == 24
+    assert jsonl(killed / "winrate.jsonl") == jsonl(plain / "winrate.jsonl")
+
+    def rows(run_dir):
+        return [{k: v for k, v in r.items() if k not in TIMING} for r in jsonl(run_dir / "metrics.jsonl")]
+
+    assert rows(killed) == rows(plain)
+    a, b = final_weights(plain), final_weights(killed)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
