@@ -133,10 +133,14 @@ class OnlineRun:
         return made
 
     def train_on(self, micro_batches: list[list[Interaction]]) -> dict[str, float]:
+        """The learner's updates on the batch; a vLLM engine in sleep mode frees its GPU memory
+        meanwhile, then receives the new weights."""
         metrics: dict[str, float] = {}
+        getattr(self.policy, "sleep", lambda: None)()
         for _ in range(int(self.cfg.task.updates_per_batch)):
             metrics = self.learner.step(micro_batches, self.filler)
             self.state.steps += 1
+        getattr(self.policy, "wake_up", lambda: None)()
         self.policy.sync_weights(self.acc.unwrap_model(self.learner.model))
         return metrics
 
