@@ -51,16 +51,36 @@ def test_every_option_composes_to_a_typed_node(compose, conf_dir, group):
         ("trainer.lr=abc", "invalid value for 'trainer.lr'"),
         ("model.dtype=float8", "expected one of [auto, float32, bfloat16, float16]"),
         ("loss=pg", None),
+        # values the types accept but the run cannot use: caught before anything loads
+        ("loss=jsd loss.alpha=3", "loss.alpha=3.0 is out of range: it must be in [0, 1]"),
+        ("loss.chunk_size=0", "loss.chunk_size=0 is out of range: it must be an integer >= 1"),
+        ("trainer.lr=-1e-5", "trainer.lr=-1e-05 is out of range: it must be a number > 0"),
+        ("trainer.warmup_ratio=2", "trainer.warmup_ratio=2.0 is out of range: it must be in [0, 1]"),
+        ("trainer.max_steps=0", "trainer.max_steps=0 is out of range"),
+        ("trainer.max_steps=-1", None),  # -1: no limit, as in transformers and TRL
+        ("+trainer.lrr=1", "unknown key 'trainer.lrr' (added with '+'?)"),
+        ("trainer.global_batch_size=6 trainer.per_device_batch_size=4", "is not a multiple of"),
+        ("generation.top_p=0", "generation.top_p=0.0 is out of range: it must be in (0, 1]"),
+        ("generation.temperature=0", "generation.temperature=0.0 must be > 0 when generation.do_sample=true"),
+        ("loss=topk loss.k=0", "loss.k=0 is out of range"),
+        ("loss.teacher.ema_rate=0", "loss.teacher.ema_rate=0.0 is out of range: it must be in (0, 1]"),
+        ("task=online task.num_interactions=0", "task.num_interactions=0 is out of range"),
+        ("task=online task.schedule=flip task.flip_after=900", "task.flip_after=900 must lie between 0 and"),
+        ("task=online task.eval.num_eval_prompts=0", "task.eval.num_eval_prompts=0 is out of range"),
+        (
+            "simulator=claude_haiku simulator.max_failure_rate=2",
+            "simulator.max_failure_rate=2.0 is out of range",
+        ),
     ],
 )
 def test_bad_overrides_raise_config_error(conf_dir, override, expected):
     from sdpo_exp.config.check import check_overrides
 
     if expected is None:
-        check_overrides(conf_dir, [override])
+        check_overrides(conf_dir, override.split())
         return
     with pytest.raises(ConfigError) as err:
-        check_overrides(conf_dir, [override])
+        check_overrides(conf_dir, override.split())
     message = str(err.value)
     assert expected in message
     assert "\n" not in message
@@ -72,6 +92,18 @@ def test_sweep_values_are_each_checked(conf_dir):
     check_overrides(conf_dir, ["trainer.lr=1e-6,2e-6", "model=tiny_random,smollm2_135m"])
     with pytest.raises(ConfigError, match="unknown model 'nope'"):
         check_overrides(conf_dir, ["model=tiny_random,nope"])
+    with pytest.raises(ConfigError, match="trainer.lr=-2.0 is out of range"):
+        check_overrides(conf_dir, ["trainer.lr=1e-6,-2"])  # the second value of a sweep
+
+
+def test_a_value_out_of_range_exits_2_before_loading_anything(run_cli, tmp_path):
+    proc = run_cli(["loss=jsd", "loss.alpha=3", f"hydra.run.dir={tmp_path}"])
+    assert proc.returncode == 2
+    assert (
+        proc.stderr.strip()
+        == "error: loss.alpha=3.0 is out of range: it must be in [0, 1] (0: forward KL, 1: reverse KL)"
+    )
+    assert not (tmp_path / "run.json").exists()  # nothing started
 
 
 @pytest.mark.parametrize(

@@ -171,3 +171,9 @@ def test_eval_batches_are_equal_in_number_across_processes():
         per = [eval_batches(n, 4, rank, 3) for rank in range(3)]
         assert len({len(p) for p in per}) == 1
         assert sorted(i for p in per for b in p for i in b) == list(range(n))
+
+
+def test_max_steps_minus_one_means_no_limit():
+    plan = DataPlan(10, BatchGeometry(2, 1, 1), seed=0)
+    assert plan.total_steps(epochs=2, max_steps=-1) == plan.total_steps(epochs=2, max_steps=None) == 10
+    assert plan.total_steps(epochs=2, max_steps=3) == 3

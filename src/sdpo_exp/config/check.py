@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from sdpo_exp.config.store import register_configs
+from sdpo_exp.config.values import check_values
 from sdpo_exp.errors import ConfigError
 
 
@@ -53,7 +54,8 @@ def _compose(config_dir: Path, overrides: list[str], config_name: str) -> DictCo
 
 
 def check_overrides(config_dir: Path, overrides: Sequence[str], config_name: str = "config") -> None:
-    """Validate command-line overrides, sweeps included (each swept value is tried once)."""
+    """Validate command-line overrides, sweeps included (each swept value is tried once): names and
+    types through the schemas, values through `values.check_values`."""
     parser = OverridesParser.create()
     try:
         parsed = parser.parse_overrides(list(overrides))
@@ -72,10 +74,12 @@ def check_overrides(config_dir: Path, overrides: Sequence[str], config_name: str
         else:
             base.append(override.input_line or "")
     with _hydra(config_dir):
-        _compose(config_dir, base, config_name)
+        check_values(_compose(config_dir, base, config_name))
         for index, alternatives in variants:
             for alternative in alternatives[1:]:
-                _compose(config_dir, base[:index] + [alternative] + base[index + 1 :], config_name)
+                check_values(
+                    _compose(config_dir, base[:index] + [alternative] + base[index + 1 :], config_name)
+                )
 
 
 def _first_line(exc: BaseException) -> str:

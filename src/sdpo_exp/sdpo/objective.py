@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from sdpo_exp.config.values import loss_checks
 from sdpo_exp.errors import ConfigError
 from sdpo_exp.sdpo import losses
 from sdpo_exp.sdpo.batching import SDPOBatch
@@ -55,33 +56,11 @@ def _get(cfg: Any, key: str, default: Any = None) -> Any:
 
 
 def validate_loss_config(cfg: Any) -> None:
-    """Range checks the schema cannot express; raises ConfigError naming the key."""
+    """The loss name and the ranges of its options (`config.values`); raises ConfigError naming the key."""
     name = str(cfg.name)
-    checks = [
-        (name in LOSSES, f"loss.name={name!r} is not one of {LOSSES}"),
-        (int(cfg.chunk_size) >= 1, "loss.chunk_size must be >= 1"),
-        (float(cfg.kl_to_ref_beta) >= 0, "loss.kl_to_ref_beta must be >= 0"),
-        (0 < float(cfg.teacher.ema_rate) <= 1, "loss.teacher.ema_rate must lie in (0, 1]"),
-        (0 <= float(cfg.teacher.trust_region_r) <= 1, "loss.teacher.trust_region_r must lie in [0, 1]"),
-    ]
-    if name == "pg":
-        clip = _get(cfg, "clip_advantages")
-        checks += [
-            (int(cfg.ignore_first_k) >= 0, "loss.ignore_first_k must be >= 0"),
-            (clip is None or float(clip) > 0, "loss.clip_advantages must be > 0 (or null)"),
-        ]
-    if name == "topk":
-        checks.append((int(cfg.k) >= 1, "loss.k must be >= 1"))
-    if name == "jsd":
-        top_k = _get(cfg, "top_k")
-        checks += [
-            (0 <= float(cfg.alpha) <= 1, "loss.alpha must lie in [0, 1]"),
-            (float(cfg.temperature) > 0, "loss.temperature must be > 0"),
-            (top_k is None or int(top_k) >= 1, "loss.top_k must be >= 1 (or null for the full vocabulary)"),
-        ]
-    for ok, message in checks:
-        if not ok:
-            raise ConfigError(message)
+    if name not in LOSSES:
+        raise ConfigError(f"loss.name={name!r} is not one of {LOSSES}")
+    loss_checks(cfg)
 
 
 def _model_device(model: nn.Module) -> torch.device:

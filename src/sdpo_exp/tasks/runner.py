@@ -11,6 +11,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from sdpo_exp import run_info
+from sdpo_exp.config.values import check_values
 from sdpo_exp.errors import SdpoError
 from sdpo_exp.seeding import seed_everything
 from sdpo_exp.tasks import get_task
@@ -34,6 +35,7 @@ def execute(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     tracker = make_tracker(cfg, run_dir) if main else Tracker(run_dir, enabled=False)
     exit_code = 1
     try:
+        check_values(cfg)  # before anything loads (run.py checked already; in-process callers too)
         generator = seed_everything(cfg.seed)
         task = get_task(cfg.task.name)
         ctx = RunContext(run_dir=run_dir, tracker=tracker, generator=generator, is_main_process=main)

@@ -40,7 +40,10 @@ class DataPlan:
         return math.ceil(self.num_items / self.geometry.global_batch)
 
     def total_steps(self, epochs: int, max_steps: int | None) -> int:
-        return int(max_steps) if max_steps is not None else int(epochs) * self.steps_per_epoch
+        """`max_steps` when set (None or -1: no limit, `epochs` decide)."""
+        if max_steps is None or int(max_steps) == -1:
+            return int(epochs) * self.steps_per_epoch
+        return int(max_steps)
 
     def _order(self, epoch: int) -> np.ndarray:
         if self._cache is None or self._cache[0] != epoch:
