@@ -17,6 +17,7 @@ from sdpo_exp.config.check import check_overrides
 from sdpo_exp.config.help import help_text
 from sdpo_exp.config.store import register_configs
 from sdpo_exp.errors import ConfigError
+from sdpo_exp.tasks import check_optimized_metric
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 DEFAULT_RUN = "experiment=demo"  # what `python run.py` runs when no override is given
@@ -87,11 +88,7 @@ def main(cfg: DictConfig) -> Any:
         if hydra_cfg.mode == RunMode.RUN:
             sys.exit(1)
         raise
-    if cfg.optimized_metric:
-        if cfg.optimized_metric not in metrics:
-            raise ConfigError(
-                f"optimized_metric '{cfg.optimized_metric}' is not among the final metrics: {sorted(metrics)}"
-            )
+    if cfg.optimized_metric:  # the task wrapper made sure that it is there
         return float(metrics[cfg.optimized_metric])
     return metrics
 
@@ -108,7 +105,8 @@ def cli() -> None:
         overrides = [DEFAULT_RUN]
     if overrides is not None:
         try:
-            check_overrides(CONF_DIR, overrides)
+            for cfg in check_overrides(CONF_DIR, overrides):
+                check_optimized_metric(str(cfg.task.name), cfg.optimized_metric)
         except ConfigError as exc:
             sys.stderr.write(f"error: {exc}\n")
             sys.exit(2)

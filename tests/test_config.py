@@ -163,3 +163,17 @@ def test_online_task_without_prompt_files_says_what_to_do(run_cli, tmp_path):
     assert proc.returncode == 1
     assert "dataset.train_path is not set for dataset 'interactions'" in proc.stdout + proc.stderr
     assert "dataset=online_demo" in proc.stdout + proc.stderr
+
+
+def test_a_misspelt_optimized_metric_fails_before_training(run_cli, tmp_path):
+    proc = run_cli(["task=offline", "optimized_metric=eval/adv_abs_men", f"hydra.run.dir={tmp_path}"])
+    assert proc.returncode == 2
+    assert "optimized_metric='eval/adv_abs_men' is not a metric that task=offline returns" in proc.stderr
+    assert "(did you mean 'eval/adv_abs_mean'?)" in proc.stderr
+    assert not (tmp_path / "run.json").exists()
+    from sdpo_exp.tasks import check_optimized_metric
+
+    check_optimized_metric("online", "final/no_emojis/vs_base/win_rate")
+    check_optimized_metric("evaluate", "win_rate/outputs/run/no_emojis")
+    with pytest.raises(ConfigError):
+        check_optimized_metric("online", "final/no_emojis/win_rate")

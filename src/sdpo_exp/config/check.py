@@ -53,9 +53,11 @@ def _compose(config_dir: Path, overrides: list[str], config_name: str) -> DictCo
         raise ConfigError(_composition_error(exc, config_dir, overrides, config_name)) from None
 
 
-def check_overrides(config_dir: Path, overrides: Sequence[str], config_name: str = "config") -> None:
+def check_overrides(
+    config_dir: Path, overrides: Sequence[str], config_name: str = "config"
+) -> list[DictConfig]:
     """Validate command-line overrides, sweeps included (each swept value is tried once): names and
-    types through the schemas, values through `values.check_values`."""
+    types through the schemas, values through `values.check_values`. Returns the composed configs."""
     parser = OverridesParser.create()
     try:
         parsed = parser.parse_overrides(list(overrides))
@@ -73,13 +75,17 @@ def check_overrides(config_dir: Path, overrides: Sequence[str], config_name: str
             base.append(f"{key}={values[0]}")
         else:
             base.append(override.input_line or "")
+    composed = []
     with _hydra(config_dir):
-        check_values(_compose(config_dir, base, config_name))
+        composed.append(_compose(config_dir, base, config_name))
         for index, alternatives in variants:
             for alternative in alternatives[1:]:
-                check_values(
+                composed.append(
                     _compose(config_dir, base[:index] + [alternative] + base[index + 1 :], config_name)
                 )
+    for cfg in composed:
+        check_values(cfg)
+    return composed
 
 
 def _first_line(exc: BaseException) -> str:

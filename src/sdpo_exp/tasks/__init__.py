@@ -6,12 +6,14 @@ Modules are imported only when their task runs, so composing or printing a confi
 
 from __future__ import annotations
 
+import difflib
+import fnmatch
 import importlib
 import importlib.util
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from sdpo_exp.errors import TaskNotAvailableError
+from sdpo_exp.errors import ConfigError, TaskNotAvailableError
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -28,6 +30,39 @@ TASKS: dict[str, str] = {
     "oracle": "sdpo_exp.tasks.oracle",
     "evaluate": "sdpo_exp.tasks.evaluate",
 }
+
+
+# The final metrics each task returns (fnmatch patterns): what `optimized_metric` may name. Checked
+# before a run starts, so that a misspelt name fails at once instead of after training.
+_SIGNAL = ("loss", "adv_mean", "adv_abs_mean", "adv_std", "adv_pos_frac", "adv_eos_mean", "student_logprob_mean",
+           "teacher_logprob_mean", "kl_mean", "adv_clip_frac", "ref_kl_k1_mean", "num_tokens", "num_sequences",
+           "num_eos_tokens", "num_interactions", "num_sequences_without_loss_tokens", "completions_truncated",
+           "context_messages_dropped", "seconds")  # fmt: skip
+METRICS: dict[str, tuple[str, ...]] = {
+    "prepare": ("rows_read", "written/*", "dropped/*", "*"),  # plus the source's own counters
+    "offline": ("train/loss", *(f"eval/{m}" for m in _SIGNAL), "data/*", "steps", "samples_seen", "tokens_seen", "train_seconds",
+                "global_batch_size", "grad_accum_steps", "num_processes", "total_steps"),
+    "signal": ("mean_abs_advantage_followup", "mean_abs_advantage_unrelated", "ratio", "num_cases", "num_tokens",
+               "cases_followup_larger", "sampled_below_min_tokens", "skipped/*"),
+    "online": ("final/*/vs_*/win_rate", "batches", "steps", "interactions", "interactions_offered", "no_followup",
+               "train_seconds", "simulator/*", "judge/*"),
+    "oracle": ("final/*/win_rate", "final/*/coverage", "judge/*"),
+    "evaluate": ("win_rate/*",),
+}  # fmt: skip
+
+
+def check_optimized_metric(task: str, metric: str | None) -> None:
+    """Raise ConfigError unless `metric` is one the task returns."""
+    if metric is None or task not in METRICS:
+        return
+    patterns = METRICS[task]
+    if not any(fnmatch.fnmatchcase(metric, p) for p in patterns):
+        close = difflib.get_close_matches(metric, [p for p in patterns if "*" not in p], n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ConfigError(
+            f"optimized_metric='{metric}' is not a metric that task={task} returns{hint}; it returns: "
+            + ", ".join(patterns)
+        )
 
 
 def _split(target: str) -> tuple[str, str]:

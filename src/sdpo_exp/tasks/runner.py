@@ -12,9 +12,9 @@ from omegaconf import DictConfig
 
 from sdpo_exp import run_info
 from sdpo_exp.config.values import check_values
-from sdpo_exp.errors import SdpoError
+from sdpo_exp.errors import ConfigError, SdpoError
 from sdpo_exp.seeding import seed_everything
-from sdpo_exp.tasks import get_task
+from sdpo_exp.tasks import check_optimized_metric, get_task
 from sdpo_exp.tasks.context import RunContext
 from sdpo_exp.tracking import Tracker, make_tracker
 
@@ -36,11 +36,18 @@ def execute(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     exit_code = 1
     try:
         check_values(cfg)  # before anything loads (run.py checked already; in-process callers too)
+        check_optimized_metric(str(cfg.task.name), cfg.get("optimized_metric"))
         generator = seed_everything(cfg.seed)
         task = get_task(cfg.task.name)
         ctx = RunContext(run_dir=run_dir, tracker=tracker, generator=generator, is_main_process=main)
         log.info("Task %s: outputs in %s", cfg.task.name, run_dir)
         metrics = task(cfg, ctx) or {}
+        wanted = cfg.get("optimized_metric")
+        if wanted and wanted not in metrics:
+            raise ConfigError(
+                f"optimized_metric '{wanted}' is not among this run's final metrics (for example an eval metric "
+                f"without eval data): {', '.join(sorted(metrics))}"
+            )
         if main:
             tracker.log_summary(metrics)
         record["status"] = "completed"
