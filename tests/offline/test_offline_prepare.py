@@ -201,3 +201,47 @@ def test_prepare_cli_writes_files_and_stats(run_cli, tmp_path):
     assert run_cli([*args, "task.overwrite=true"]).returncode == 0
     cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
     assert cfg.task.name == "prepare"
+
+
+def test_prepare_then_offline_with_only_the_dataset_option_from_other_directories(run_cli, tmp_path):
+    """Both runs resolve the prepared files against the project root, not their working directory;
+    the held-out split prepare wrote is what offline evaluates on."""
+    import os
+
+    from conftest import REPO
+
+    raw = write_jsonl(tmp_path / "raw.jsonl", wildfeedback_rows())
+    data_dir = os.path.relpath(tmp_path / "prepared", REPO)  # relative: to the project root
+    here, there = tmp_path / "a", tmp_path / "b"
+    here.mkdir(), there.mkdir()
+    prep = run_cli(["task=prepare", "dataset=wildfeedback", f"dataset.local_path={raw}", "dataset.heldout_fraction=0.5",
+                    f"paths.data_dir={data_dir}", f"hydra.run.dir={tmp_path / 'prep_run'}"], cwd=here)  # fmt: skip
+    assert prep.returncode == 0, prep.stderr[-2000:]
+    assert (tmp_path / "prepared" / "wildfeedback" / "train.jsonl").is_file()
+    run_dir = tmp_path / "offline_run"
+    proc = run_cli(["task=offline", "dataset=wildfeedback", "model=tiny_random", f"paths.data_dir={data_dir}",
+                    "trainer.max_steps=1", "trainer.per_device_batch_size=2", "trainer.max_prompt_tokens=256",
+                    "trainer.max_completion_tokens=16", "task.progress_bar=false", "trainer.save_final=false",
+                    f"hydra.run.dir={run_dir}"], cwd=there)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = (run_dir / "run.log").read_text()
+    assert "Evaluating on the held-out split that task=prepare wrote" in log
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["data/eval/records"] > 0 and "eval/loss" in summary
+
+
+def test_offline_before_prepare_says_which_command_makes_the_file(run_cli, tmp_path):
+    proc = run_cli(["task=offline", "dataset=wildchat", f"paths.data_dir={tmp_path / 'none'}",
+                    f"hydra.run.dir={tmp_path / 'run'}"])  # fmt: skip
+    assert proc.returncode == 1
+    out = proc.stdout + proc.stderr
+    assert "does not exist: prepare it first with `python run.py task=prepare dataset=wildchat`" in out
+
+
+def test_a_directory_given_as_a_file_says_so(tmp_path):
+    import pytest
+
+    from sdpo_exp.errors import DataError
+
+    with pytest.raises(DataError, match="is a directory, not an interaction file"):
+        read_interactions(tmp_path)

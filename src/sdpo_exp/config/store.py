@@ -10,6 +10,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
 from sdpo_exp.config import schemas
+from sdpo_exp.config.paths import REPO_ROOT
 from sdpo_exp.config.registry import SCHEMA_ROOT, registered_schemas
 from sdpo_exp.config.schemas.root import RootConfig
 
@@ -24,9 +25,18 @@ def resource_path(relative: str) -> str:
     return str(path)
 
 
+def project_path(path: str) -> str:
+    """`${project_path:data}`: a path as given when absolute, else relative to the project root (so
+    that `task=prepare` and the runs that read its output agree from any working directory)."""
+    candidate = Path(str(path)).expanduser()
+    return str(candidate if candidate.is_absolute() else (REPO_ROOT / candidate).resolve())
+
+
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("resource"):
         OmegaConf.register_new_resolver("resource", resource_path)
+    if not OmegaConf.has_resolver("project_path"):
+        OmegaConf.register_new_resolver("project_path", project_path)
 
 
 def register_configs() -> None:

@@ -41,8 +41,12 @@ def read_interactions(
 ) -> ReadResult:
     """Parse a JSON-lines interaction file. A file with no valid record is a DataError naming it."""
     path = Path(path)
+    if path.is_dir():
+        raise DataError(
+            f"{path.resolve()} is a directory, not an interaction file (one JSON object per line)"
+        )
     if not path.is_file():
-        raise DataError(f"interaction file not found: {path}")
+        raise DataError(f"interaction file not found: {path.resolve()}")
     result = ReadResult(path=path, interactions=[])
     examples: Counter = Counter()
     with open(path, "rb") as fh:

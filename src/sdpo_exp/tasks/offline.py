@@ -19,7 +19,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from sdpo_exp.data.reader import ReadResult, read_interactions
-from sdpo_exp.errors import ConfigError
+from sdpo_exp.errors import ConfigError, DataError
 from sdpo_exp.tasks.context import RunContext
 from sdpo_exp.training.checkpoint import complete_checkpoints
 from sdpo_exp.training.data_plan import DataPlan
@@ -47,13 +47,35 @@ def read_data(cfg: DictConfig) -> tuple[ReadResult, ReadResult | None]:
             f"'{data.name}' (dataset=interactions dataset.train_path=FILE, or a prepared source)"
         )
     limit = data.get("max_total_chars")
+    _prepared_or_explain(data, data.train_path)
     train = read_interactions(data.train_path, limit, data.get("max_train_records"))
+    eval_path = data.get("eval_path")
+    prepared_split = Path(str(data.output_dir)) / "eval.jsonl" if data.get("output_dir") else None
+    if (
+        not eval_path
+        and prepared_split is not None
+        and prepared_split.is_file()
+        and prepared_split.stat().st_size
+    ):
+        eval_path = str(prepared_split)
+        log.info("Evaluating on the held-out split that task=prepare wrote: %s", eval_path)
     held = None
-    if data.get("eval_path"):
-        held = read_interactions(data.eval_path, limit, data.get("max_eval_records"))
+    if eval_path:
+        held = read_interactions(eval_path, limit, data.get("max_eval_records"))
     elif int(cfg.trainer.eval_every) > 0:
         raise ConfigError("trainer.eval_every > 0 needs dataset.eval_path (or set trainer.eval_every=0)")
     return train, held
+
+
+def _prepared_or_explain(data: DictConfig, path: str) -> None:
+    """A missing file of a source that `task=prepare` makes: say which command makes it."""
+    from sdpo_exp.data.sources import PREPARERS
+
+    if data.name in PREPARERS and not Path(str(path)).exists():
+        raise DataError(
+            f"{Path(str(path)).resolve()} does not exist: prepare it first with "
+            f"`python run.py task=prepare dataset={data.name}` (it writes {Path(str(data.output_dir)).resolve()}/)"
+        )
 
 
 class OfflineRun:

@@ -27,12 +27,12 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
             f"task=prepare needs a raw source; dataset '{name}' has nothing to prepare. "
             f"Choose dataset={'|'.join(sorted(PREPARERS))}"
         )
-    out_dir = Path(cfg.task.output_dir or cfg.dataset.output_dir)
+    out_dir = Path(cfg.dataset.output_dir)
     stats_path = out_dir / STATS_FILE
     if stats_path.exists() and not cfg.task.overwrite:
         raise ConfigError(
             f"{out_dir} already holds prepared {name} data ({STATS_FILE}); set task.overwrite=true to "
-            f"replace it or task.output_dir=... to write elsewhere"
+            f"replace it, or dataset.output_dir=... (or paths.data_dir=...) to write elsewhere"
         )
     out_dir.mkdir(parents=True, exist_ok=True)
     stats = preparer(cfg.dataset, out_dir)

@@ -20,6 +20,7 @@ class PathsConfig:
     output_root: str = "outputs"
     # converted models and other derived artefacts; never inside the repository
     cache_dir: str = "${oc.env:SDPO_CACHE_DIR,${oc.env:HOME,/tmp}/.cache/sdpo-exp}"
+    # prepared datasets; a relative path is relative to the project root (not the working directory)
     data_dir: str = "data"
 
 

@@ -1,4 +1,5 @@
-"""Schema of `task=prepare`: turn a raw source (`dataset=...`) into interaction or prompt files."""
+"""Schema of `task=prepare`: turn a raw source (`dataset=...`) into interaction or prompt files, written
+to the dataset's `output_dir`, the place its `train_path` / `eval_path` point at."""
 
 from __future__ import annotations
 
@@ -12,7 +13,5 @@ from sdpo_exp.config.schemas.task import TaskConfig
 @dataclass
 class PrepareTaskConfig(TaskConfig):
     name: str = "prepare"
-    # Where to write; None: the dataset's `output_dir`.
-    output_dir: str | None = None
     # Replace output files that already exist (otherwise an existing output is an error).
     overwrite: bool = False
