@@ -17,6 +17,7 @@ from sdpo_exp.config.check import check_overrides
 from sdpo_exp.config.help import help_text
 from sdpo_exp.config.store import register_configs
 from sdpo_exp.errors import ConfigError
+from sdpo_exp.run_lock import RunDirectoryInUse, describe, holder
 from sdpo_exp.tasks import check_optimized_metric
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
@@ -82,6 +83,9 @@ def main(cfg: DictConfig) -> Any:
     hydra_cfg = HydraConfig.get()
     try:
         metrics = execute(cfg, Path(hydra_cfg.runtime.output_dir))
+    except RunDirectoryInUse as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        sys.exit(2)
     except Exception:
         # Already logged with its cause by the task wrapper; a single run just exits non-zero,
         # a sweep lets its launcher see the failure.
@@ -91,6 +95,17 @@ def main(cfg: DictConfig) -> Any:
     if cfg.optimized_metric:  # the task wrapper made sure that it is there
         return float(metrics[cfg.optimized_metric])
     return metrics
+
+
+def _refuse_a_live_run_directory(overrides: list[str]) -> None:
+    """Before Hydra writes its files there: exit 2 if `hydra.run.dir` is held by a live run."""
+    for override in overrides:
+        if override.startswith("hydra.run.dir="):
+            info = holder(Path(override.split("=", 1)[1]))
+            if info is not None:
+                sys.stderr.write(f"error: {override.split('=', 1)[1]} is in use by {describe(info)}; wait for "
+                                 "that run to end, or choose another hydra.run.dir\n")  # fmt: skip
+                sys.exit(2)
 
 
 def cli() -> None:
@@ -110,6 +125,7 @@ def cli() -> None:
         except ConfigError as exc:
             sys.stderr.write(f"error: {exc}\n")
             sys.exit(2)
+        _refuse_a_live_run_directory(overrides)
     main()
 
 

@@ -7,6 +7,8 @@ import time
 import pytest
 from omegaconf import OmegaConf
 
+from conftest import REPO
+
 PRESETS = {
     "wildfeedback_qwen4b": ("Qwen/Qwen3-4B", "wildfeedback", "pg"),
     "wildfeedback_qwen8b": ("Qwen/Qwen3-8B", "wildfeedback", "pg"),
@@ -32,7 +34,8 @@ def test_paper_presets_have_table5_settings(compose, name):
     if loss == "pg":
         assert cfg.hindsight.template.value == "offline_v1" and cfg.loss.ignore_first_k == 2
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    assert resolved["dataset"]["train_path"] == f"data/{dataset}/train.jsonl"
+    # prepared data lives under <project root>/data whatever the working directory
+    assert resolved["dataset"]["train_path"] == str(REPO / "data" / dataset / "train.jsonl")
 
 
 def test_offline_demo_uses_the_shipped_files(compose):

@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 from sdpo_exp import run_info
 from sdpo_exp.config.values import check_values
 from sdpo_exp.errors import ConfigError, SdpoError
+from sdpo_exp.run_lock import RunLock
 from sdpo_exp.seeding import seed_everything
 from sdpo_exp.tasks import check_optimized_metric, get_task
 from sdpo_exp.tasks.context import RunContext
@@ -30,7 +31,9 @@ def execute(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     run_dir.mkdir(parents=True, exist_ok=True)
     main = _is_main_process()
     record = run_info.start_record(cfg.task.name, sys.argv)
-    if main:
+    lock = RunLock(run_dir)
+    if main:  # refuses a directory another live run holds, before writing anything in it
+        lock.acquire(str(record.get("start_time", "")))
         run_info.write(run_dir / "run.json", record)
     tracker = make_tracker(cfg, run_dir) if main else Tracker(run_dir, enabled=False)
     exit_code = 1
@@ -72,3 +75,4 @@ def execute(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
         record["end_time"] = run_info.now()
         if main:
             run_info.write(run_dir / "run.json", record)
+        lock.release()
