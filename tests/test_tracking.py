@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from omegaconf import open_dict
@@ -53,3 +54,19 @@ def test_wandb_offline_run_and_no_secrets(compose, tmp_path, monkeypatch):
     assert len(offline_runs) == 1
     assert list(offline_runs[0].glob("*.wandb"))
     assert SECRET not in _all_text(tmp_path)
+
+
+def test_a_resumed_run_keeps_one_wandb_run(compose, tmp_path, monkeypatch):
+    monkeypatch.setitem(TASKS, "echo", "support_tasks:echo")
+    monkeypatch.chdir(tmp_path)
+    cfg = compose("logger=wandb", "logger.mode=offline")
+    with open_dict(cfg):
+        cfg.task.name = "echo"
+    execute(cfg, tmp_path / "run")
+    execute(cfg, tmp_path / "run")  # started again in the same run directory, as a resume is
+    runs = sorted((tmp_path / "run" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2
+    run_id = (tmp_path / "run" / "wandb_run_id").read_text().strip()
+    # offline-run-<time>-<id>, with "-1" appended by wandb when both started in the same second
+    ids = {re.fullmatch(r"offline-run-\d{8}_\d{6}-([a-z0-9]+)(-\d+)?", r.name).group(1) for r in runs}
+    assert ids == {run_id}

@@ -6,6 +6,8 @@ import json
 import logging
 import math
 import os
+import secrets
+import string
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,8 @@ from omegaconf import DictConfig, OmegaConf
 from sdpo_exp.config.schemas.logger import LoggerBackend, WandbMode
 
 log = logging.getLogger(__name__)
+
+WANDB_ID_FILE = "wandb_run_id"
 
 
 def _clean(metrics: Mapping[str, Any]) -> dict[str, Any]:
@@ -57,12 +61,23 @@ class Tracker:
         if self._wandb is not None:
             self._wandb.summary.update(_clean(metrics))
 
+    def update_config(self, values: Mapping[str, Any]) -> None:
+        """Record settings the run derived (e.g. the accumulation a global batch size implies) in the
+        tracker's config, so that it shows what the run used."""
+        if self.enabled and self._wandb is not None:
+            self._wandb.config.update(_clean(values), allow_val_change=True)
+
     def close(self, exit_code: int = 0) -> None:
         if self._metrics is not None and not self._metrics.closed:
             self._metrics.close()
         if self._wandb is not None:
             self._wandb.finish(exit_code=exit_code)
             self._wandb = None
+
+
+def _new_run_id() -> str:
+    alphabet = string.ascii_lowercase + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(8))
 
 
 def _wandb_mode(mode: WandbMode) -> str:
@@ -86,7 +101,13 @@ def make_tracker(cfg: DictConfig, run_dir: Path) -> Tracker:
         WandbMode(cfg.logger.mode.value if hasattr(cfg.logger.mode, "value") else cfg.logger.mode)
     )
     resolved = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    # One wandb run per run directory: a resumed (or requeued) run continues the same one.
+    id_file = run_dir / WANDB_ID_FILE
+    run_id = id_file.read_text().strip() if id_file.is_file() else _new_run_id()
+    id_file.write_text(run_id + "\n")
     run = wandb.init(
+        id=run_id,
+        resume="allow",
         project=cfg.logger.project,
         entity=cfg.logger.entity,
         group=cfg.logger.group,
@@ -95,7 +116,7 @@ def make_tracker(cfg: DictConfig, run_dir: Path) -> Tracker:
         dir=str(run_dir),
         mode=mode,
         config=resolved,
-        settings=wandb.Settings(x_disable_stats=True, console="off"),
+        settings=wandb.Settings(console="off"),  # system stats (CPU, memory, GPU) on
     )
     log.info("wandb run %s (%s mode) in %s", run.id, mode, run_dir / "wandb")
     return Tracker(run_dir, wandb_run=run)

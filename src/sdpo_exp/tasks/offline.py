@@ -25,7 +25,7 @@ from sdpo_exp.training.checkpoint import complete_checkpoints
 from sdpo_exp.training.data_plan import DataPlan
 from sdpo_exp.training.distributed import any_process, make_accelerator, shared_run_dir
 from sdpo_exp.training.examples import UsableSet, usable_interactions
-from sdpo_exp.training.geometry import batch_geometry
+from sdpo_exp.training.geometry import BatchGeometry, batch_geometry
 from sdpo_exp.training.learner import Learner
 from sdpo_exp.training.optim import warmup_steps
 from sdpo_exp.training.preemption import PreemptionWatcher
@@ -37,6 +37,16 @@ log = logging.getLogger(__name__)
 
 # The data this task trains on: a resumed run must read the same.
 DATA_KEYS = ("dataset.train_path", "dataset.max_train_records", "dataset.max_total_chars")
+
+
+def effective_geometry(geometry: BatchGeometry) -> dict[str, int]:
+    """The batch settings the run uses, whichever of them the config derived."""
+    return {
+        "trainer.per_device_batch_size": geometry.per_device,
+        "trainer.grad_accum_steps": geometry.accumulation,
+        "trainer.global_batch_size": geometry.global_batch,
+        "num_processes": geometry.processes,
+    }
 
 
 def read_data(cfg: DictConfig) -> tuple[ReadResult, ReadResult | None]:
@@ -135,6 +145,7 @@ class OfflineRun:
         )
         if self.ctx.is_main_process:  # in summary.json from the start, whatever happens later
             self.ctx.tracker.log_summary(self.data_metrics)
+            self.ctx.tracker.update_config(effective_geometry(geometry))
 
     def _resume(self) -> None:
         saved = self.learner.resume(str(self.cfg.resume), self.run_dir)

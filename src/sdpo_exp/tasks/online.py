@@ -27,6 +27,7 @@ from sdpo_exp.errors import ConfigError
 from sdpo_exp.evaluation.tracker import WinRateTracker
 from sdpo_exp.interaction import Interaction
 from sdpo_exp.tasks.context import RunContext
+from sdpo_exp.tasks.offline import effective_geometry
 from sdpo_exp.tasks.online_files import OnlineFiles
 from sdpo_exp.training.data_plan import DataPlan
 from sdpo_exp.training.distributed import any_process, gather_objects, make_accelerator, shared_run_dir
@@ -94,6 +95,8 @@ class OnlineRun:
         # runs with weight zero where a process has nothing to train on in a micro-batch
         first = self.train[0]
         self.filler = Interaction(first.messages(), "OK", "OK", id="filler")
+        if ctx.is_main_process:
+            ctx.tracker.update_config(effective_geometry(geometry))
         log.info(
             "%d interactions in %d batches of %d (%s); %d optimiser steps; profile schedule: %s",
             self.num_batches * self.batch_size, self.num_batches, self.batch_size, geometry.describe(),
