@@ -88,3 +88,26 @@ def test_record_counts_reach_summary_and_bad_config_fails_early(compose, tmp_pat
         run_in_process(compose, tmp_path / "bad2", [*overrides, "trainer.optimizer=adamw_8bit"])
     with pytest.raises(ConfigError, match="eval_path"):
         run_in_process(compose, tmp_path / "bad3", [*overrides, "trainer.eval_every=2"])
+
+
+def test_counts_are_integers_and_run_log_shows_progress_in_words(run_cli, tmp_path):
+    train = interaction_file(tmp_path / "train.jsonl", 8)
+    run_dir = tmp_path / "run"
+    proc = run_cli([*fast_overrides(train, None, max_steps=2, log_every=1), "trainer.save_final=false",
+                    "task.eval_at_start=false", "task.eval_at_end=false", f"hydra.run.dir={run_dir}"])  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    for key in (
+        "steps",
+        "samples_seen",
+        "tokens_seen",
+        "data/train/records",
+        "global_batch_size",
+        "total_steps",
+    ):
+        assert isinstance(summary[key], int), (key, summary[key])
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert isinstance(rows[-1]["train/num_tokens"], int)
+    log = (run_dir / "run.log").read_text()
+    assert "step 1/2: loss " in log and "step 2/2: loss " in log and "done" in log
+    assert "no mixed precision, one process on cpu" in log and " NO " not in log

@@ -23,13 +23,19 @@ from sdpo_exp.errors import ConfigError, DataError
 from sdpo_exp.tasks.context import RunContext
 from sdpo_exp.training.checkpoint import complete_checkpoints
 from sdpo_exp.training.data_plan import DataPlan
-from sdpo_exp.training.distributed import any_process, make_accelerator, shared_run_dir
+from sdpo_exp.training.distributed import (
+    any_process,
+    distribution_words,
+    make_accelerator,
+    precision_words,
+    shared_run_dir,
+)
 from sdpo_exp.training.examples import UsableSet, usable_interactions
 from sdpo_exp.training.geometry import BatchGeometry, batch_geometry
 from sdpo_exp.training.learner import Learner
 from sdpo_exp.training.optim import warmup_steps
 from sdpo_exp.training.preemption import PreemptionWatcher
-from sdpo_exp.training.progress import Progress
+from sdpo_exp.training.progress import Progress, progress_line
 from sdpo_exp.training.resume import truncate_metrics
 from sdpo_exp.training.state import TrainerState
 
@@ -127,14 +133,13 @@ class OfflineRun:
         geometry = self.learner.geometry
         log.info("Effective batch: %s", geometry.describe())
         log.info(
-            "%d training interactions -> %d steps per epoch, %d steps in all (warm-up %d), precision %s, "
-            "%s on %s",
+            "%d training interactions -> %d steps per epoch, %d steps in all (warm-up %d), %s, %s on %s",
             len(self.train.interactions),
             self.plan.steps_per_epoch,
             self.total_steps,
             warmup_steps(self.total_steps, self.cfg.trainer.warmup_ratio),
-            self.acc.mixed_precision,
-            getattr(self.acc.distributed_type, "value", self.acc.distributed_type),
+            precision_words(self.acc.mixed_precision),
+            distribution_words(self.acc),
             self.acc.device,
         )
         self.data_metrics.update(
@@ -196,6 +201,7 @@ class OfflineRun:
             self.total_steps, self.state.step, bool(task.progress_bar) and self.acc.is_main_process
         )
         last_saved = self.state.step if self.state.step > 0 else -1
+        start_step, seconds_before = self.state.step, self.state.train_seconds
         try:
             if self.state.step == 0 and bool(task.eval_at_start):
                 self.evaluate(0)
@@ -209,6 +215,8 @@ class OfflineRun:
                     progress.update(metrics)
                     if done % log_every == 0 or done == self.total_steps:
                         self.ctx.log(metrics, done)
+                        per_step = (self.state.train_seconds - seconds_before) / max(done - start_step, 1)
+                        log.info("%s", progress_line(done, self.total_steps, "step", metrics, per_step))
                     if eval_every > 0 and done % eval_every == 0 and done < self.total_steps:
                         self.evaluate(done)
                     stop = any_process(self.acc, watcher.triggered)
@@ -261,14 +269,14 @@ class OfflineRun:
         log.info("Outputs: %s", "; ".join(parts))
 
     def _summary(self) -> dict[str, float]:
-        out = {k: float(v) for k, v in self.data_metrics.items()}
+        out: dict[str, float] = dict(self.data_metrics)  # counts stay integers
         out.update(
-            steps=float(self.state.step),
-            samples_seen=float(self.state.samples_seen),
-            tokens_seen=float(self.state.tokens_seen),
+            steps=self.state.step,
+            samples_seen=self.state.samples_seen,
+            tokens_seen=self.state.tokens_seen,
             train_seconds=float(self.state.train_seconds),
         )
-        out.update({k: float(v) for k, v in self.final_metrics.items()})
+        out.update(self.final_metrics)
         return out
 
 

@@ -34,7 +34,7 @@ from sdpo_exp.training.distributed import any_process, gather_objects, make_acce
 from sdpo_exp.training.geometry import batch_geometry
 from sdpo_exp.training.learner import Learner
 from sdpo_exp.training.preemption import PreemptionWatcher
-from sdpo_exp.training.progress import Progress
+from sdpo_exp.training.progress import Progress, progress_line
 from sdpo_exp.users.profiles import UserProfile
 from sdpo_exp.users.roles import UserRoles
 from sdpo_exp.users.schedule import make_schedule
@@ -160,6 +160,7 @@ class OnlineRun:
     # -- the loop ----------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         self._resume()
+        self._first_batch, self._seconds_before = self.state.batches, self.state.train_seconds
         task, tcfg = self.cfg.task, self.cfg.trainer
         self.judging.prepare_baseline(self.state.batches == 0, self.acc)
         save_every = int(tcfg.save_every)
@@ -230,7 +231,7 @@ class OnlineRun:
         total: dict[str, float] = {}
         for part in gather_objects(self.acc, self.users.simulator_metrics()):
             for key, value in part.items():
-                total[key] = total.get(key, 0.0) + value
+                total[key] = total.get(key, 0) + value
         return total
 
     def _log(self, metrics: dict[str, float], progress: Progress) -> None:
@@ -248,6 +249,13 @@ class OnlineRun:
         row.update({f"simulator/{k}": v for k, v in self._simulator_metrics().items()})
         progress.update(row)
         self.ctx.log({k: v for k, v in row.items() if not isinstance(v, str)}, self.state.steps)
+        if (
+            self.state.batches % max(int(self.cfg.trainer.log_every), 1) == 0
+            or self.state.batches == self.num_batches
+        ):
+            spent = self.state.train_seconds - self._seconds_before
+            per_batch = spent / max(self.state.batches - self._first_batch, 1)
+            log.info("%s", progress_line(self.state.batches, self.num_batches, "batch", row, per_batch))
 
     def _finish(self) -> dict[str, Any]:
         if self.acc.is_main_process:
@@ -260,8 +268,8 @@ class OnlineRun:
         for r in rows:
             if r["interactions"] == end and r["win_rate"] is not None:
                 final[f"final/{r['profile']}/vs_{r['baseline']}/win_rate"] = float(r["win_rate"])
-        out = {**{k: float(v) for k, v in asdict(self.state).items()}, **final}
-        out["interactions_offered"] = float(self.state.batches * self.batch_size)
+        out = {**asdict(self.state), **final}  # counts stay integers
+        out["interactions_offered"] = self.state.batches * self.batch_size
         out.update({f"simulator/{k}": v for k, v in self._simulator_metrics().items()})
         out.update({f"judge/{k}": v for k, v in self.users.judge_metrics().items()})
         log.info(

@@ -66,3 +66,20 @@ def any_process(accelerator: Any, flag: bool) -> bool:
     if accelerator.num_processes == 1:
         return flag
     return any(gather_objects(accelerator, bool(flag)))
+
+
+_DISTRIBUTION = {"NO": "one process", "MULTI_CPU": "data parallel over gloo", "MULTI_GPU": "data parallel (DDP)",
+                 "FSDP": "FSDP", "DEEPSPEED": "DeepSpeed"}  # fmt: skip
+
+
+def distribution_words(accelerator: Any) -> str:
+    """How the run is spread over processes, in words (accelerate says `NO` for one process)."""
+    kind = str(getattr(accelerator.distributed_type, "value", accelerator.distributed_type))
+    words = _DISTRIBUTION.get(kind, kind)
+    return words if accelerator.num_processes == 1 else f"{words}, {accelerator.num_processes} processes"
+
+
+def precision_words(mixed_precision: str) -> str:
+    return {"no": "no mixed precision", "bf16": "bf16 autocast", "fp16": "fp16 autocast"}.get(
+        str(mixed_precision), str(mixed_precision)
+    )

@@ -60,7 +60,7 @@ class MetricSums:
             for key, value in counts.items():
                 total.counts[key] += value
         out = {key: total.sums[key] / total.weights[key] for key in total.sums if total.weights[key] > 0}
-        out.update(total.counts)
+        out.update({k: int(v) if float(v).is_integer() else v for k, v in total.counts.items()})
         if "loss_sum" in out:
-            out["loss"] = out.pop("loss_sum") / max(out.pop("loss_units", 0.0), 1.0)
+            out["loss"] = float(out.pop("loss_sum")) / max(float(out.pop("loss_units", 0.0)), 1.0)
         return out

@@ -44,3 +44,25 @@ class Progress:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+
+def progress_line(done: int, total: int, unit: str, metrics: dict[str, Any], seconds_per_unit: float) -> str:
+    """`step 12/150: loss 0.431, mean |A| 0.32, 512 tokens/s, lr 2.0e-05, about 3 min left` for the log."""
+    parts = [f"{unit} {done}/{total}"]
+    details = []
+    for key, label, fmt in (("train/loss", "loss", "{:.4g}"), ("train/adv_abs_mean", "mean |A|", "{:.3g}"),
+                            ("train/tokens_per_s", "tokens/s", "{:.0f}"), ("train/lr", "lr", "{:.1e}")):  # fmt: skip
+        if isinstance(metrics.get(key), (int, float)):
+            value = fmt.format(metrics[key])
+            details.append(f"{value} {label}" if label == "tokens/s" else f"{label} {value}")
+    left = max(total - done, 0) * seconds_per_unit
+    details.append(f"about {_duration(left)} left" if done < total else "done")
+    return parts[0] + ": " + ", ".join(details)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

@@ -166,4 +166,4 @@ class AnthropicChat:
             )
 
     def metrics(self) -> dict[str, float]:
-        return {k: float(v) for k, v in self.counts.items()}
+        return dict(self.counts)  # counts stay integers

@@ -57,7 +57,7 @@ class GeneratorChat:
         return out
 
     def metrics(self) -> dict[str, float]:
-        return {k: float(v) for k, v in self.counts.items()}
+        return dict(self.counts)  # counts stay integers
 
 
 def make_chat_model(cfg: Any, cache_dir: str, device: Any = None) -> ChatModel:

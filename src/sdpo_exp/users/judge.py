@@ -47,7 +47,7 @@ class RuleBasedJudge:
         return [self.verdict(a, b) for a, b in zip(replies_a, replies_b, strict=True)]
 
     def metrics(self) -> dict[str, float]:
-        return {k: float(v) for k, v in self.counts.items()}
+        return dict(self.counts)  # counts stay integers
 
 
 class PromptedJudge:

@@ -45,7 +45,7 @@ class UserRoles:
 
     @staticmethod
     def _merged(parts: list[Any]) -> dict[str, float]:
-        out: dict[str, float] = {}
+        out: dict[str, float] = {}  # integer counters stay integers
         seen: set[int] = set()
         for part in parts:
             source = getattr(part, "chat", part)  # a shared chat model counts once
@@ -53,14 +53,14 @@ class UserRoles:
                 continue
             seen.add(id(source))
             for key, value in part.metrics().items():
-                out[key] = out.get(key, 0.0) + value
+                out[key] = out.get(key, 0) + value
         return out
 
     def simulator_metrics(self) -> dict[str, float]:
         """The simulators' counters, plus those of the run's earlier attempts (`counted_before`)."""
         out = self._merged(list(self.simulators.values()))
         for key, value in self.counted_before.items():
-            out[key] = out.get(key, 0.0) + value
+            out[key] = out.get(key, 0) + value
         return out
 
     def judge_metrics(self) -> dict[str, float]:

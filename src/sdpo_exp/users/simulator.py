@@ -64,7 +64,7 @@ class RuleBasedSimulator:
         return [self.followup(reply) for reply in replies]
 
     def metrics(self) -> dict[str, float]:
-        return {k: float(v) for k, v in self.counts.items()}
+        return dict(self.counts)  # counts stay integers
 
 
 class PromptedSimulator:
