@@ -18,7 +18,7 @@ from sdpo_exp.config.help import help_text
 from sdpo_exp.config.store import register_configs
 from sdpo_exp.errors import ConfigError
 from sdpo_exp.run_lock import RunDirectoryInUse, describe, holder
-from sdpo_exp.tasks import check_optimized_metric
+from sdpo_exp.tasks import check_optimized_metric, task_config
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 DEFAULT_RUN = "experiment=demo"  # what `python run.py` runs when no override is given
@@ -108,6 +108,24 @@ def _refuse_a_live_run_directory(overrides: list[str]) -> None:
                 sys.exit(2)
 
 
+def _print_task_config(argv: list[str], composed: list) -> bool:
+    """`--cfg job` (not in a sweep): the config as the task reads it, unused groups named at the top."""
+    if "--cfg=job" not in argv and not any(
+        a in ("--cfg", "-c") and b == "job" for a, b in zip(argv, argv[1:], strict=False)
+    ):
+        return False
+    if len(composed) != 1 or "-m" in argv or "--multirun" in argv or "--resolve" in argv:
+        return False
+    import yaml
+
+    cfg = composed[0]
+    plain, unused = task_config(cfg)
+    if unused:
+        sys.stdout.write(f"# task={cfg.task.name} does not read: {', '.join(unused)} (left out)\n")
+    sys.stdout.write(yaml.safe_dump(plain, sort_keys=False, allow_unicode=True))
+    return True
+
+
 def cli() -> None:
     register_configs()
     argv = sys.argv[1:]
@@ -120,12 +138,15 @@ def cli() -> None:
         overrides = [DEFAULT_RUN]
     if overrides is not None:
         try:
-            for cfg in check_overrides(CONF_DIR, overrides):
+            composed = check_overrides(CONF_DIR, overrides)
+            for cfg in composed:
                 check_optimized_metric(str(cfg.task.name), cfg.optimized_metric)
         except ConfigError as exc:
             sys.stderr.write(f"error: {exc}\n")
             sys.exit(2)
         _refuse_a_live_run_directory(overrides)
+        if _print_task_config(argv, composed):
+            return
     main()
 
 

@@ -177,3 +177,14 @@ def test_a_misspelt_optimized_metric_fails_before_training(run_cli, tmp_path):
     check_optimized_metric("evaluate", "win_rate/outputs/run/no_emojis")
     with pytest.raises(ConfigError):
         check_optimized_metric("online", "final/no_emojis/win_rate")
+
+
+def test_cfg_job_shows_only_the_groups_the_task_reads(run_cli, tmp_path):
+    proc = run_cli(["experiment=offline_demo", "--cfg", "job"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    first, *rest = proc.stdout.splitlines()
+    assert first == "# task=offline does not read: user_profile, simulator, judge, generation (left out)"
+    body = OmegaConf.create("\n".join(rest))
+    assert "simulator" not in body and "judge" not in body and body.trainer.lr == 2e-5
+    online = run_cli(["--cfg", "job"])  # the demo: an online run reads every group
+    assert not online.stdout.startswith("#") and "simulator:" in online.stdout

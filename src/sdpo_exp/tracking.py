@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from sdpo_exp.config.schemas.logger import LoggerBackend, WandbMode
 
@@ -100,7 +100,9 @@ def make_tracker(cfg: DictConfig, run_dir: Path) -> Tracker:
     mode = _wandb_mode(
         WandbMode(cfg.logger.mode.value if hasattr(cfg.logger.mode, "value") else cfg.logger.mode)
     )
-    resolved = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    from sdpo_exp.tasks import task_config
+
+    resolved, _ = task_config(cfg)  # without the groups the task does not read
     # One wandb run per run directory: a resumed (or requeued) run continues the same one.
     id_file = run_dir / WANDB_ID_FILE
     run_id = id_file.read_text().strip() if id_file.is_file() else _new_run_id()

@@ -11,7 +11,7 @@ import fnmatch
 import importlib
 import importlib.util
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sdpo_exp.errors import ConfigError, TaskNotAvailableError
 
@@ -49,6 +49,32 @@ METRICS: dict[str, tuple[str, ...]] = {
     "oracle": ("final/*/win_rate", "final/*/coverage", "judge/*"),
     "evaluate": ("win_rate/*",),
 }  # fmt: skip
+
+
+# The config groups each task reads; the others stay composable but are left out of the run's
+# `config.yaml`, of the tracker's config and of `--cfg job`.
+_ALWAYS = ("task", "paths", "logger")
+USED_GROUPS: dict[str, tuple[str, ...]] = {
+    "prepare": (*_ALWAYS, "dataset"),
+    "offline": (*_ALWAYS, "model", "dataset", "loss", "trainer", "hindsight"),
+    "signal": (*_ALWAYS, "model", "hindsight", "generation"),
+    "online": (*_ALWAYS, "model", "dataset", "user_profile", "simulator", "judge", "loss", "trainer", "generation",
+               "hindsight"),
+    "oracle": (*_ALWAYS, "model", "dataset", "user_profile", "judge", "generation"),
+    "evaluate": (*_ALWAYS, "model", "dataset", "user_profile", "judge", "generation"),
+}  # fmt: skip
+GROUPS = ("task", "model", "dataset", "user_profile", "simulator", "judge", "loss", "trainer", "generation",
+          "logger", "hindsight", "paths")  # fmt: skip
+
+
+def task_config(cfg: DictConfig) -> tuple[dict[str, Any], list[str]]:
+    """(the resolved config without the groups the task does not read, the names of those groups)."""
+    from omegaconf import OmegaConf
+
+    used = USED_GROUPS.get(str(cfg.task.name), GROUPS)
+    plain = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    unused = [g for g in GROUPS if g in plain and g not in used]
+    return {k: v for k, v in plain.items() if k not in unused}, unused
 
 
 def check_optimized_metric(task: str, metric: str | None) -> None:

@@ -15,7 +15,7 @@ from sdpo_exp.config.values import check_values
 from sdpo_exp.errors import ConfigError, SdpoError
 from sdpo_exp.run_lock import RunLock
 from sdpo_exp.seeding import seed_everything
-from sdpo_exp.tasks import check_optimized_metric, get_task
+from sdpo_exp.tasks import check_optimized_metric, get_task, task_config
 from sdpo_exp.tasks.context import RunContext
 from sdpo_exp.tracking import Tracker, make_tracker
 
@@ -24,6 +24,16 @@ log = logging.getLogger(__name__)
 
 def _is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
+
+
+def _write_task_config(cfg: DictConfig, run_dir: Path) -> None:
+    """`config.yaml`: the resolved config as the task reads it (the full composition is in .hydra/)."""
+    import yaml
+
+    plain, unused = task_config(cfg)
+    head = f"# The resolved config of this {cfg.task.name} run"
+    head += f"; groups it does not read left out: {', '.join(unused)}\n" if unused else "\n"
+    (run_dir / "config.yaml").write_text(head + yaml.safe_dump(plain, sort_keys=False, allow_unicode=True))
 
 
 def execute(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
@@ -35,6 +45,7 @@ def execute(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     if main:  # refuses a directory another live run holds, before writing anything in it
         lock.acquire(str(record.get("start_time", "")))
         run_info.write(run_dir / "run.json", record)
+        _write_task_config(cfg, run_dir)
     tracker = make_tracker(cfg, run_dir) if main else Tracker(run_dir, enabled=False)
     exit_code = 1
     try:
