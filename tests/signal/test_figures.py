@@ -121,3 +121,21 @@ def test_case_ids_on_axis(document, tmp_path, which):
 
     path = plot_heatmap(document, which, tmp_path / "h.png", 3.0, max_tokens=10)
     assert path.stat().st_size > 5000
+
+
+def test_short_heatmaps_show_token_text_and_every_figure_names_its_run(document):
+    from matplotlib.figure import Figure
+
+    from sdpo_exp.signal.heatmap import TEXT_TOKENS, _caption, _token_text
+
+    width = advantage_matrix(document, "followup").shape[1]
+    assert width <= TEXT_TOKENS
+    text = _token_text(document, width)
+    assert text[0][: len(document["cases"][0]["tokens"])] == [
+        t.replace("\n", "⏎").strip() or "␣" for t in document["cases"][0]["tokens"]
+    ]
+    assert _token_text(document, TEXT_TOKENS + 1) is None  # too wide: position labels only
+    document = {**document, "meta": {"model": {"name": "smollm2_135m"}, "template": "paper", "seed": 7}}
+    fig = Figure()
+    _caption(fig, document)
+    assert fig.get_supxlabel() == "model smollm2_135m · hindsight template paper · seed 7"

@@ -48,13 +48,47 @@ def _case_labels(document: dict[str, Any]) -> list[str]:
     return [f"{case['id']} ({case.get('kind', '?')})" for case in document["cases"]]
 
 
-def _draw(ax: Axes, matrix: np.ndarray, cmap: Colormap, norm: Normalize, title: str) -> Any:
+# Token text is written into the cells when the heatmap is at most this many tokens wide.
+TEXT_TOKENS = 80
+
+
+def _token_text(document: dict[str, Any], width: int) -> list[list[str]] | None:
+    if width > TEXT_TOKENS:
+        return None
+    return [
+        [t.replace("\n", "⏎").strip() or "␣" for t in case.get("tokens", [])[:width]]
+        for case in document["cases"]
+    ]
+
+
+def _draw(
+    ax: Axes, matrix: np.ndarray, cmap: Colormap, norm: Normalize, title: str, tokens: list[list[str]] | None
+) -> Any:
     image = ax.imshow(matrix, aspect="auto", cmap=cmap, norm=norm, interpolation="nearest")
     ax.set_title(title, fontsize=10)
-    ax.set_xlabel("completion token position")
     ax.set_yticks(range(matrix.shape[0]))
     ax.tick_params(axis="y", labelsize=8)
+    width = matrix.shape[1]
+    step = max(1, int(np.ceil(width / 30)))  # at most about 30 position labels
+    ax.set_xticks(range(0, width, step))
+    ax.tick_params(axis="x", labelsize=7)
+    if tokens is None:
+        ax.set_xlabel("completion token position (hover the cells of tokens.html for the token text)")
+        return image
+    ax.set_xlabel("completion token position; each cell shows its token")
+    for row, case_tokens in enumerate(tokens):
+        for col, text in enumerate(case_tokens):
+            ax.text(col, row, text[:8], ha="center", va="center", fontsize=4.5, rotation=90, color="black")
     return image
+
+
+def _caption(fig: Figure, document: dict[str, Any]) -> None:
+    """Which run the figure shows: model, hindsight template, seed (from signals.json's meta)."""
+    meta = document.get("meta", {})
+    model = meta.get("model", {})
+    name = model.get("name", "?") if isinstance(model, dict) else str(model)
+    fig.supxlabel(f"model {name} · hindsight template {meta.get('template', '?')} · seed {meta.get('seed', '?')}",
+                  fontsize=8)  # fmt: skip
 
 
 def _mean_abs(document: dict[str, Any], which: str) -> float:
@@ -63,7 +97,8 @@ def _mean_abs(document: dict[str, Any], which: str) -> float:
 
 
 def _figure(width_tokens: int, n_cases: int, panels: int) -> Figure:
-    width = min(4.0 + panels * max(3.0, 0.07 * width_tokens), 22.0)
+    per_token = 0.16 if width_tokens <= TEXT_TOKENS else 0.07  # room for the token text
+    width = min(4.0 + panels * max(3.0, per_token * width_tokens), 22.0 if panels == 1 else 30.0)
     height = 1.6 + 0.32 * max(n_cases, 1)
     return Figure(figsize=(width, height), dpi=110, layout="constrained")
 
@@ -83,9 +118,10 @@ def plot_heatmap(
     fig = _figure(matrix.shape[1], matrix.shape[0], panels=1)
     ax = fig.add_subplot(1, 1, 1)
     title = f"Per-token advantages, {TITLES[which]} (mean |A| = {_mean_abs(document, which):.3f})"
-    image = _draw(ax, matrix, cmap, norm, title)
+    image = _draw(ax, matrix, cmap, norm, title, _token_text(document, matrix.shape[1]))
     ax.set_yticklabels(_case_labels(document))
     _colorbar(fig, image, ax, float(np.nanmax(np.abs(matrix), initial=0.0)), limit)
+    _caption(fig, document)
     FigureCanvasAgg(fig).print_png(str(path))
     return path
 
@@ -102,9 +138,10 @@ def plot_side_by_side(
     image = None
     for ax, (which, matrix) in zip(axes, matrices.items(), strict=True):
         title = f"{TITLES[which]} (mean |A| = {_mean_abs(document, which):.3f})"
-        image = _draw(ax, matrix, cmap, norm, title)
+        image = _draw(ax, matrix, cmap, norm, title, _token_text(document, matrix.shape[1]))
     axes[0].set_yticklabels(_case_labels(document))
     top = max(float(np.nanmax(np.abs(m), initial=0.0)) for m in matrices.values())
     _colorbar(fig, image, list(axes), top, limit)
+    _caption(fig, document)
     FigureCanvasAgg(fig).print_png(str(path))
     return path
