@@ -102,3 +102,11 @@ def test_flash_attention_needs_gpu(tiny_tokenizer):
         load_model(
             model_cfg("tiny_random", attn_implementation="flash_attention_2"), CACHE_DIR, tiny_tokenizer
         )
+
+
+def test_a_missing_model_directory_is_not_sent_to_the_hub(tmp_path):
+    missing = tmp_path / "some" / "missing" / "dir"
+    with pytest.raises(ModelLoadError) as err:
+        load_tokenizer(model_cfg("qwen3_4b", path=str(missing)), CACHE_DIR)
+    message = str(err.value)
+    assert f"model.path={missing}: no such directory" in message and "hf download" not in message

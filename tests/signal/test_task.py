@@ -107,6 +107,8 @@ def test_outputs_and_schema(signal_run):
     ):
         assert (run_dir / name).stat().st_size > 1000, name
     assert [c["id"] for c in document["cases"]] == ["sampled_one", "fixed_one", "sampled_two"]
+    (row,) = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert row["step"] == 0 and row["num_cases"] == 3  # not an empty metrics file
     meta = document["meta"]
     assert meta["model"]["name"] == "tiny_random" and meta["template"] == "paper" and meta["seed"] == cfg.seed
     assert meta["sampling"] == {

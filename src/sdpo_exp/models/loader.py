@@ -48,10 +48,20 @@ def pretrained_dir(cfg: ModelConfig, cache_dir: str | Path) -> str | None:
     raise ModelLoadError(f"model '{cfg.name}' has source 'pretrained' but no model.path")
 
 
+def _looks_like_hub_id(path: str) -> bool:
+    """`org/name` (one slash, no leading `/`, `.` or `~`), as opposed to a filesystem path."""
+    return not path.startswith(("/", ".", "~")) and path.count("/") <= 1 and "\\" not in path
+
+
 def _hub_error(path: str, exc: Exception) -> ModelLoadError:
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if Path(path).expanduser().exists():
         return ModelLoadError(f"could not load the model directory {path}: {first}")
+    if not _looks_like_hub_id(path):
+        return ModelLoadError(
+            f"model.path={path}: no such directory ({Path(path).expanduser().resolve()}); point it at a Hugging Face "
+            "model directory (a run's final/, or a downloaded model)"
+        )
     offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
     hint = "HF_HUB_OFFLINE is set" if offline else "the Hugging Face Hub could not be reached"
     return ModelLoadError(

@@ -101,11 +101,13 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict[str, Any]:
         run_dir / "evaluation.json",
         run_dir / "evaluation.png",
     )
-    return {
+    out = {
         f"win_rate/{r['model']}/{r['profile']}": float(r["win_rate"])
         for r in rows
         if r["win_rate"] is not None
     }
+    ctx.log(out, step=0)  # one row in metrics.jsonl (the run has no steps)
+    return out
 
 
 def _table(

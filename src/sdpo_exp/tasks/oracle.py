@@ -55,4 +55,5 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict[str, Any]:
         out[f"final/{r['profile']}/coverage"] = float(r["coverage"] or 0.0)
     out.update({f"judge/{k}": v for k, v in roles.judge_metrics().items()})
     log.info("Outputs: report %s; win rates %s", Path(ctx.run_dir) / "report.md", files.winrate_path)
+    ctx.log(out, step=0)
     return out

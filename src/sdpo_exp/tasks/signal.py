@@ -174,4 +174,5 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
     if ratio is not None:
         metrics["ratio"] = ratio
     metrics.update({f"skipped/{reason}": float(n) for reason, n in sorted(skipped.items())})
+    ctx.log(metrics, step=0)  # one row in metrics.jsonl (the run has no steps)
     return metrics
