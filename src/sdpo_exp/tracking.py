@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from sdpo_exp.config.schemas.logger import LoggerBackend, WandbMode
 
@@ -91,7 +91,8 @@ def _wandb_mode(mode: WandbMode) -> str:
     return "offline"
 
 
-def make_tracker(cfg: DictConfig, run_dir: Path) -> Tracker:
+def make_tracker(cfg: DictConfig, run_dir: Path, resolved: dict[str, Any] | None = None) -> Tracker:
+    """The run's tracker; `resolved` is the config to record (default: all of `cfg`, resolved)."""
     backend = cfg.logger.backend
     if LoggerBackend(backend.value if hasattr(backend, "value") else backend) != LoggerBackend.wandb:
         return Tracker(run_dir)
@@ -100,9 +101,8 @@ def make_tracker(cfg: DictConfig, run_dir: Path) -> Tracker:
     mode = _wandb_mode(
         WandbMode(cfg.logger.mode.value if hasattr(cfg.logger.mode, "value") else cfg.logger.mode)
     )
-    from sdpo_exp.tasks import task_config
-
-    resolved, _ = task_config(cfg)  # without the groups the task does not read
+    if resolved is None:
+        resolved = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     # One wandb run per run directory: a resumed (or requeued) run continues the same one.
     id_file = run_dir / WANDB_ID_FILE
     run_id = id_file.read_text().strip() if id_file.is_file() else _new_run_id()

@@ -46,7 +46,7 @@ def execute(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
         lock.acquire(str(record.get("start_time", "")))
         run_info.write(run_dir / "run.json", record)
         _write_task_config(cfg, run_dir)
-    tracker = make_tracker(cfg, run_dir) if main else Tracker(run_dir, enabled=False)
+    tracker = make_tracker(cfg, run_dir, task_config(cfg)[0]) if main else Tracker(run_dir, enabled=False)
     exit_code = 1
     try:
         check_values(cfg)  # before anything loads (run.py checked already; in-process callers too)

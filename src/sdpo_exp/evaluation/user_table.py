@@ -1,4 +1,4 @@
-"""`python -m sdpo_exp.users [--profile NAME ...] [--write FILE]`: what the rule-based user says and how
+"""`python -m sdpo_exp.evaluation.user_table [--profile NAME ...] [--write FILE]`: what the rule-based user says and how
 the rule-based judge rules, on the shipped replies (`resources/users_demo/replies.json`).
 
 Prints a markdown table per profile: each reply's follow-up from the rule-based simulator, and the
