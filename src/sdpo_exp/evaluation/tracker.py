@@ -27,12 +27,14 @@ class WinRateTracker:
         policy: Any,
         run_dir: Path,
         system: str | None = None,
+        base_label: str = "base",
     ) -> None:
         self.held, self.schedule, self.judges, self.policy = held, schedule, judges, policy
         self.max_new_tokens = int(cfg.task.eval.max_new_tokens or cfg.generation.max_new_tokens)
         self.bootstrap = int(cfg.task.eval.bootstrap_samples)
         self.seed = int(cfg.seed)
         self.system = system  # a system prompt for the policy's replies (the in-context oracle)
+        self.base_label = base_label  # how winrate.jsonl names the base model's replies
         self.dir = run_dir / "eval_replies"
         self.base: list[str] | None = None
 
@@ -75,7 +77,7 @@ class WinRateTracker:
                     save_replies(self._reference_path(profile.name), self.held, replies)
             baselines = {}
             for profile in self.schedule.profiles:
-                baselines[profile.name] = {"base": self.base}
+                baselines[profile.name] = {self.base_label: self.base}
                 start = self.schedule.start_of(profile)
                 if start > 0 and interactions >= start:
                     reference = load_replies(self._reference_path(profile.name), self.held)

@@ -124,7 +124,7 @@ class OfflineRun:
         self.total_steps = self.plan.total_steps(int(cfg.trainer.epochs), cfg.trainer.max_steps)
         if self.total_steps < 1:
             raise ConfigError("nothing to train: trainer.epochs and trainer.max_steps give 0 steps")
-        self.learner = Learner(cfg, self.acc, builder, self.total_steps, self.run_dir, DATA_KEYS)
+        self.learner = Learner(cfg, self.acc, builder, self.total_steps, self.run_dir, DATA_KEYS, geometry)
         self.state = TrainerState()
         self.final_metrics: dict[str, float] = {}
         self._log_start()

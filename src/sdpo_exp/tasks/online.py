@@ -78,7 +78,7 @@ class OnlineRun:
         self.plan = DataPlan(len(self.train), geometry, int(cfg.seed))
         self.schedule = make_schedule(task, UserProfile.from_config(cfg.user_profile), self.batch_size)
         total_steps = self.num_batches * int(task.updates_per_batch)
-        self.learner = Learner(cfg, self.acc, builder, total_steps, self.run_dir, ONLINE_KEYS)
+        self.learner = Learner(cfg, self.acc, builder, total_steps, self.run_dir, ONLINE_KEYS, geometry)
         backend = str(getattr(cfg.generation.backend, "value", cfg.generation.backend))
         model_dir = pretrained_dir(cfg.model, cfg.paths.cache_dir) if backend == "vllm" else None
         self.policy = make_generator(

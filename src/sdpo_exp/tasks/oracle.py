@@ -38,12 +38,18 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict[str, Any]:
     )
     system = str(cfg.task.system_prompt).format(profile=profile.description)
     log.info("In-context oracle: %s with the system prompt %r", cfg.model.name, system)
-    tracker = WinRateTracker(cfg, held, schedule, roles.judges, policy, Path(ctx.run_dir), system=system)
+    tracker = WinRateTracker(
+        cfg,
+        held,
+        schedule,
+        roles.judges,
+        policy,
+        Path(ctx.run_dir),
+        system=system,
+        base_label="no system prompt",
+    )
     tracker.prepare_baseline(fresh=True)
-    rows = [
-        {**r, "baseline": "no system prompt" if r["baseline"] == "base" else r["baseline"]}
-        for r in tracker.evaluate(0, 0, 0)
-    ]
+    rows = tracker.evaluate(0, 0, 0)
     files = OnlineFiles(Path(ctx.run_dir), main=True)
     files.truncate(0, 0, fresh=True)
     files.add_winrates(rows)

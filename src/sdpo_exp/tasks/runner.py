@@ -26,11 +26,10 @@ def _is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def _write_task_config(cfg: DictConfig, run_dir: Path) -> None:
+def _write_task_config(cfg: DictConfig, run_dir: Path, plain: dict, unused: list[str]) -> None:
     """`config.yaml`: the resolved config as the task reads it (the full composition is in .hydra/)."""
     import yaml
 
-    plain, unused = task_config(cfg)
     head = f"# The resolved config of this {cfg.task.name} run"
     head += f"; groups it does not read left out: {', '.join(unused)}\n" if unused else "\n"
     (run_dir / "config.yaml").write_text(head + yaml.safe_dump(plain, sort_keys=False, allow_unicode=True))
@@ -45,8 +44,9 @@ def execute(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     if main:  # refuses a directory another live run holds, before writing anything in it
         lock.acquire(str(record.get("start_time", "")))
         run_info.write(run_dir / "run.json", record)
-        _write_task_config(cfg, run_dir)
-    tracker = make_tracker(cfg, run_dir, task_config(cfg)[0]) if main else Tracker(run_dir, enabled=False)
+        plain, unused = task_config(cfg)
+        _write_task_config(cfg, run_dir, plain, unused)
+    tracker = make_tracker(cfg, run_dir, plain) if main else Tracker(run_dir, enabled=False)
     exit_code = 1
     try:
         check_values(cfg)  # before anything loads (run.py checked already; in-process callers too)

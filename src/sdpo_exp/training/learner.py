@@ -51,6 +51,7 @@ class Learner:
         total_steps: int,
         run_dir: Path,
         fingerprint_keys: Sequence[str] = (),
+        geometry: BatchGeometry | None = None,
     ) -> None:
         from sdpo_exp.models import load_model
         from sdpo_exp.sdpo.objective import build_objective
@@ -58,7 +59,8 @@ class Learner:
         for name, level in _QUIET.items():
             logging.getLogger(name).setLevel(level)
         self.cfg, self.acc, self.builder = cfg, accelerator, builder
-        self.geometry: BatchGeometry = batch_geometry(cfg.trainer, accelerator.num_processes)
+        # the driver's data plan was cut from this geometry already; computed here only for a bare learner
+        self.geometry: BatchGeometry = geometry or batch_geometry(cfg.trainer, accelerator.num_processes)
         check_optimizer_available(cfg.trainer, accelerator.device)
         model = load_model(
             cfg.model, cfg.paths.cache_dir, builder.tokenizer, device=accelerator.device, trainable=True
