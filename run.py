@@ -147,7 +147,12 @@ def cli() -> None:
         _refuse_a_live_run_directory(overrides)
         if _print_task_config(argv, composed):
             return
-    main()
+    try:
+        main()
+    finally:  # a multirun with failed jobs ends before Hydra's on_multirun_end: summarise it here
+        from sdpo_exp.sweeps.callback import write_pending
+
+        write_pending()
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ import json
 import signal
 import time
 
+import pytest
+
 from conftest import cli
 
 ARGS = ["task=online", "model=tiny_random", "dataset=online_demo", "simulator=rule_based", "judge=rule_based",
@@ -42,3 +44,23 @@ def test_second_run_in_a_live_directory_is_refused_and_a_dead_lock_is_taken_over
     assert again.returncode == 0, again.stderr[-2000:]
     assert "Taking over the stale lock" in (run_dir / "run.log").read_text()
     assert not (run_dir / "run.lock").exists()  # released at the end
+
+
+def test_a_lock_from_another_host_is_taken_over_only_by_the_same_slurm_job(tmp_path, monkeypatch):
+    from sdpo_exp.run_lock import RunDirectoryInUse, RunLock
+
+    (tmp_path / "run.lock").write_text(json.dumps({"pid": 1, "host": "node-a", "slurm_job": "77_1"}))
+    for name in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(RunDirectoryInUse, match="process 1 on host node-a"):
+        RunLock(tmp_path).acquire("now")  # not in SLURM: another host's lock is trusted
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "77")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "2")
+    with pytest.raises(RunDirectoryInUse):
+        RunLock(tmp_path).acquire("now")  # another task of the array
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "1")
+    lock = RunLock(tmp_path)
+    lock.acquire("now")  # the requeued job, on another node
+    assert json.loads((tmp_path / "run.lock").read_text())["slurm_job"] == "77_1"
+    lock.release()
+    assert not (tmp_path / "run.lock").exists()

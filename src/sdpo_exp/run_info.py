@@ -70,7 +70,9 @@ def slurm_info() -> dict[str, str]:
         "SLURM_ARRAY_TASK_ID",
         "SLURM_JOB_NAME",
         "SLURM_PROCID",
+        "SLURM_NTASKS",
         "SLURM_NODELIST",
+        "SLURM_RESTART_COUNT",
     )
     return {k.lower(): os.environ[k] for k in keys if k in os.environ}
 

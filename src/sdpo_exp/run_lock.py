@@ -3,8 +3,10 @@
 A second process refuses to start in a directory whose lock belongs to a live process (a second
 launch with the same `hydra.run.dir`, or a resume started while the first run still lives); a lock
 left by a process that no longer exists on this host (kill -9, a crash) is taken over, so that
-resuming after a kill still works. A lock written on another host is trusted until it is removed
-(there is no way to check that process from here): delete `run.lock` if that run is gone.
+resuming after a kill still works. A lock written by an earlier attempt of the same SLURM job (a
+requeued job may restart on another node) is taken over too: SLURM runs one attempt of a job at a
+time. Any other lock written on another host is trusted until it is removed (there is no way to
+check that process from here): delete `run.lock` if that run is gone.
 """
 
 from __future__ import annotations
@@ -37,6 +39,14 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def slurm_job() -> str | None:
+    """This process's SLURM job (array job and task for a job array), or None outside SLURM."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    if array and task:
+        return f"{array}_{task}"
+    return os.environ.get("SLURM_JOB_ID")
+
+
 def holder(run_dir: Path) -> dict[str, Any] | None:
     """The live process holding the directory's lock, or None (no lock, or a stale one)."""
     path = Path(run_dir) / LOCK_FILE
@@ -46,6 +56,8 @@ def holder(run_dir: Path) -> dict[str, Any] | None:
         return None
     if info.get("host") == socket.gethostname() and not _alive(int(info.get("pid", -1))):
         return None
+    if info.get("slurm_job") and info.get("slurm_job") == slurm_job():
+        return None  # an earlier attempt of this job, which SLURM has ended
     if info.get("host") == socket.gethostname() and int(info.get("pid", -1)) == os.getpid():
         return None
     return info
@@ -61,7 +73,12 @@ class RunLock:
         self.mine = False
 
     def acquire(self, started: str) -> None:
-        info = {"pid": os.getpid(), "host": socket.gethostname(), "started": started}
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": started,
+            "slurm_job": slurm_job(),
+        }
         self.path.parent.mkdir(parents=True, exist_ok=True)
         for _ in range(2):
             try:
@@ -73,7 +90,7 @@ class RunLock:
                         f"{self.path.parent} is in use by {describe(other)}; wait for that run to end, or "
                         f"choose another hydra.run.dir (delete {self.path} if that run is gone)"
                     ) from None
-                log.warning("Taking over the stale lock %s (its process is gone)", self.path)
+                log.warning("Taking over the stale lock %s (its process or job attempt is gone)", self.path)
                 self.path.unlink(missing_ok=True)
                 continue
             with os.fdopen(fd, "w") as fh:

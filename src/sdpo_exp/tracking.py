@@ -67,10 +67,13 @@ class Tracker:
         if self.enabled and self._wandb is not None:
             self._wandb.config.update(_clean(values), allow_val_change=True)
 
-    def close(self, exit_code: int = 0) -> None:
+    def close(self, exit_code: int = 0, preempting: bool = False) -> None:
+        """`preempting`: the run stops to resume later (wandb shows it as preempted, not crashed)."""
         if self._metrics is not None and not self._metrics.closed:
             self._metrics.close()
         if self._wandb is not None:
+            if preempting:
+                self._wandb.mark_preempting()
             self._wandb.finish(exit_code=exit_code)
             self._wandb = None
 

@@ -4,6 +4,7 @@ checkpoint leaves the previous one as the newest complete checkpoint."""
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import time
@@ -118,8 +119,10 @@ def test_sigterm_saves_a_checkpoint_and_exits_nonzero(tmp_path):
             assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "log").read_text()[-3000:]
             time.sleep(0.05)
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=120) == 1
+        assert proc.wait(timeout=120) == 128 + signal.SIGTERM
     (step, path), *_ = complete_checkpoints(run_dir)
     assert step >= 1
     assert "stopped by SIGTERM after saving a checkpoint" in (run_dir / "run.log").read_text()
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "preempted" and "SIGTERM" in record["error"]
     assert not (run_dir / "final").exists()

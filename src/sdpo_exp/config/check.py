@@ -121,6 +121,12 @@ def _composition_error(
     if isinstance(cause, MissingConfigException):
         return _missing_option(cause, config_dir)
     if isinstance(cause, (ConfigKeyError, ConfigAttributeError)) and getattr(cause, "full_key", None):
+        resources = next((o.split("=", 1)[1] for o in overrides if o.startswith("resources=")), None)
+        if resources and str(cause.full_key).startswith("hydra.launcher."):
+            return (
+                f"resources={resources} sets the request of a SLURM job: add hydra/launcher=slurm (or "
+                "hydra/launcher=local for local processes) and run a multirun (-m)"
+            )
         return _unknown_key(cause.full_key, config_dir, overrides, config_name)
     if isinstance(cause, ValidationError) and getattr(cause, "full_key", None):
         return f"invalid value for '{cause.full_key}': {_first_line(cause)}"

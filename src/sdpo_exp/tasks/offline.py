@@ -224,7 +224,7 @@ class OfflineRun:
                         self.save(done)
                         last_saved = done
                     if stop:
-                        watcher.hand_over()
+                        watcher.stop()
             if bool(task.eval_at_end):
                 self.evaluate(self.state.step)
             if save_every > 0 and last_saved != self.state.step:

@@ -196,7 +196,7 @@ class OnlineRun:
                         self._save()
                         last_saved = self.state.batches
                     if stop:
-                        watcher.hand_over()
+                        watcher.stop()
             if bool(task.eval_at_end):
                 self.evaluate()
             if save_every > 0 and last_saved != self.state.batches:

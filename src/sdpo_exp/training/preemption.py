@@ -1,15 +1,19 @@
 """Checkpoint on preemption: SIGTERM (SLURM preemption, `scontrol requeue`) and SIGUSR2 (the
 submitit launcher's time-limit signal) only set a flag; the training loop saves a checkpoint at the
-next step boundary and then stops. For SIGUSR2 the previous handler (submitit's requeue) is called
-from the loop, not from inside the signal handler."""
+next step boundary and raises `Preempted`. The task wrapper records the run as `requeued` or
+`preempted` and then calls `Preempted.hand_over`: for SIGUSR2 under submitit, submitit's own handler
+(kept from before) requeues the job and exits; otherwise the process exits with 128 + the signal.
+Neither path returns normally, so a partial run is never recorded as finished."""
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
+from collections.abc import Callable
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
 from sdpo_exp.errors import SdpoError
 
@@ -19,7 +23,30 @@ SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
 
 
 class Preempted(SdpoError):
-    """Raised after the checkpoint was saved, so that the run exits non-zero (it did not finish)."""
+    """Raised after the checkpoint was saved: the run did not finish and will (or can) resume."""
+
+    def __init__(self, signum: int, requeue: Callable[[int, Any], Any] | None) -> None:
+        name = signal.Signals(signum).name
+        how = (
+            "the job is requeued and resumes from it"
+            if requeue
+            else "restart in the same run directory to resume"
+        )
+        super().__init__(f"stopped by {name} after saving a checkpoint; {how}")
+        self.signum = signum
+        self.requeue = requeue
+
+    @property
+    def status(self) -> str:
+        """What run.json says: `requeued` (submitit requeues it now) or `preempted`."""
+        return "requeued" if self.requeue is not None else "preempted"
+
+    def hand_over(self) -> NoReturn:
+        """Call submitit's requeue handler (it exits), or exit with 128 + the signal number."""
+        if self.requeue is not None:
+            log.info("Handing over to submitit, which requeues the job")
+            self.requeue(self.signum, None)  # on rank 0: requeues and raises SystemExit
+        raise SystemExit(128 + self.signum)
 
 
 class PreemptionWatcher:
@@ -41,22 +68,22 @@ class PreemptionWatcher:
         self._previous.clear()
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.received is None:
+            log.warning("Received %s: saving a checkpoint after this step", signal.Signals(signum).name)
         self.received = signum
 
     @property
     def triggered(self) -> bool:
         return self.received is not None
 
-    def hand_over(self) -> None:
-        """After the checkpoint: call the previous SIGUSR2 handler (submitit requeues and exits), or
-        raise Preempted."""
-        signum = self.received
-        previous = self._previous.get(signum) if signum is not None else None
-        name = signal.Signals(signum).name if signum is not None else "?"
-        if signum == signal.SIGUSR2 and callable(previous):
-            log.info("Checkpoint written after %s; handing over to the previous handler", name)
-            self.__exit__()
-            previous(signum, None)
-        raise Preempted(
-            f"stopped by {name} after saving a checkpoint; restart in the same run directory to resume"
-        )
+    def stop(self) -> NoReturn:
+        """After the checkpoint: raise Preempted, carrying submitit's SIGUSR2 handler if there is one."""
+        signum = self.received if self.received is not None else signal.SIGTERM
+        previous = self._previous.get(signal.SIGUSR2) if signum == signal.SIGUSR2 else None
+        self.__exit__()
+        raise Preempted(signum, previous if callable(previous) and _is_submitit(previous) else None)
+
+
+def _is_submitit(handler: Any) -> bool:
+    owner = getattr(handler, "__self__", None)
+    return type(owner).__module__.startswith("submitit")
