@@ -136,6 +136,13 @@ def test_time_limit_and_preemption_requeue_and_resume_exactly(slurm, tmp_path):
             env=slurm, capture_output=True, text=True,
         )  # fmt: skip
         assert requeue.returncode == 0, requeue.stderr
+        # the summary on demand while the jobs run: both listed, neither finished
+        live = subprocess.run([sys.executable, "-m", "sdpo_exp.sweeps", str(sweep)], env=slurm, capture_output=True,
+                              text=True)  # fmt: skip
+        assert live.returncode == 0, live.stderr
+        rows = {r["job"]: r for r in csv.DictReader(open(sweep / "sweep_summary.csv"))}
+        assert set(rows) == {"0", "1"}
+        assert {r["status"] for r in rows.values()} <= {"running", "preempted", "requeued"}, rows
         assert multirun.wait(timeout=900) == 0, log.read_text()[-4000:]
         assert plain.wait(timeout=600) == 0, (tmp_path / "reference.log").read_text()[-3000:]
     finally:

@@ -102,6 +102,8 @@ def _missing_option(exc: MissingConfigException, config_dir: Path) -> str:
     missing = exc.missing_cfg_file or ""
     if "/" in missing:
         group, option = missing.rsplit("/", 1)
+        if group == "hydra/sweeper" and option == "optuna":
+            return "hparams_search needs Hydra's Optuna sweeper, the optuna extra: pip install -e '.[optuna]'"
         options = list(exc.options or []) or group_options(config_dir, group)
         options = [o for o in options if not o.startswith("_")]
         hint = _suggest(option, options)

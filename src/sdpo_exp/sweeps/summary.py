@@ -39,7 +39,10 @@ class JobRow:
     run_dir: str = ""
 
 
-def lower_is_better(metric: str) -> bool:
+def lower_is_better(metric: str, direction: str | None = None) -> bool:
+    """`direction` (an Optuna search's minimize/maximize) decides; else the metric's name."""
+    if direction in ("minimize", "maximize"):
+        return direction == "minimize"
     return any(fnmatch.fnmatchcase(metric, p) for p in LOWER_IS_BETTER)
 
 
@@ -134,19 +137,37 @@ def collect(sweep_dir: Path) -> list[JobRow]:
     return rows
 
 
+def _multirun(sweep_dir: Path | None) -> dict[str, Any]:
+    """Hydra's node of the sweep: its `multirun.yaml` (the basic sweeper writes one), else a job's
+    `.hydra/hydra.yaml` (the Optuna sweeper writes none); {} when there is neither."""
+    if sweep_dir is None:
+        return {}
+    paths = [Path(sweep_dir) / "multirun.yaml", *sorted(Path(sweep_dir).glob("*/.hydra/hydra.yaml"))[:1]]
+    for path in paths:
+        if path.is_file():
+            try:
+                return (yaml.safe_load(path.read_text()) or {}).get("hydra") or {}
+            except yaml.YAMLError:
+                continue
+    return {}
+
+
 def swept_keys(rows: list[JobRow], sweep_dir: Path | None = None) -> list[str]:
-    """The overrides that differ between jobs, plus those the multirun command swept."""
+    """The overrides the multirun command swept (an Optuna search's parameters too), then any other
+    override that differs between jobs."""
     keys: list[str] = []
-    if sweep_dir is not None and (Path(sweep_dir) / "multirun.yaml").is_file():
+    hydra = _multirun(sweep_dir)
+    if hydra:
         from hydra.core.override_parser.overrides_parser import OverridesParser
 
-        multirun = yaml.safe_load((Path(sweep_dir) / "multirun.yaml").read_text()) or {}
-        task = ((multirun.get("hydra") or {}).get("overrides") or {}).get("task") or []
+        task = (hydra.get("overrides") or {}).get("task") or []
         try:
             parsed = OverridesParser.create().parse_overrides([str(t) for t in task])
             keys = [o.get_key_element().lstrip("+~") for o in parsed if o.is_sweep_override()]
         except Exception as exc:
             log.debug("Cannot parse the sweep's overrides: %s", exc)
+        params = (hydra.get("sweeper") or {}).get("params") or {}
+        keys += [str(k) for k in params if str(k) not in keys]
     every = sorted({k for r in rows for k in r.overrides})
     differing = [k for k in every if len({r.overrides.get(k) for r in rows}) > 1]
     return keys + [k for k in differing if k not in keys]
@@ -172,11 +193,11 @@ def _number(value: Any) -> float | None:
     return out if out == out else None  # NaN counts as missing
 
 
-def sort_rows(rows: list[JobRow], metric: str | None) -> list[JobRow]:
+def sort_rows(rows: list[JobRow], metric: str | None, direction: str | None = None) -> list[JobRow]:
     """Best first by `metric` (jobs without it last, in job order)."""
     if not metric:
         return list(rows)
-    sign = 1.0 if lower_is_better(metric) else -1.0
+    sign = 1.0 if lower_is_better(metric, direction) else -1.0
     with_value = [r for r in rows if _number(r.metrics.get(metric)) is not None]
     without = [r for r in rows if _number(r.metrics.get(metric)) is None]
     return sorted(with_value, key=lambda r: sign * float(_number(r.metrics[metric]))) + without
@@ -184,7 +205,7 @@ def sort_rows(rows: list[JobRow], metric: str | None) -> list[JobRow]:
 
 def _format(value: Any) -> str:
     number = _number(value)
-    if number is None or isinstance(value, str):
+    if number is None or isinstance(value, bool) or str(value).lower() in ("true", "false", "nan", "inf"):
         return "" if value is None else str(value)
     return str(int(number)) if float(number).is_integer() and abs(number) < 1e15 else f"{number:.4g}"
 
@@ -212,7 +233,9 @@ def write_csv(rows: list[JobRow], keys: list[str], path: Path) -> None:
                              *(r.metrics.get(m, "") for m in metric_names), r.error, rest, r.run_dir])  # fmt: skip
 
 
-def markdown(rows: list[JobRow], keys: list[str], metric: str | None, sweep_dir: Path) -> str:
+def markdown(
+    rows: list[JobRow], keys: list[str], metric: str | None, sweep_dir: Path, direction: str | None = None
+) -> str:
     counts: dict[str, int] = {}
     for r in rows:
         counts[r.status] = counts.get(r.status, 0) + 1
@@ -222,7 +245,7 @@ def markdown(rows: list[JobRow], keys: list[str], metric: str | None, sweep_dir:
         f"{len(rows)} jobs: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())),
     ]
     if metric:
-        order = "lower is better" if lower_is_better(metric) else "higher is better"
+        order = "lower is better" if lower_is_better(metric, direction) else "higher is better"
         lines.append(f"Sorted by `{metric}` ({order}); jobs without it last.")
     lines += [
         "",
@@ -233,8 +256,8 @@ def markdown(rows: list[JobRow], keys: list[str], metric: str | None, sweep_dir:
         + " |",
     ]
     lines.append("|" + "---|" * (len(keys) + (6 if metric else 5)))
-    for r in sort_rows(rows, metric):
-        cells = [r.job, *(r.overrides.get(k, "") for k in keys)]
+    for r in sort_rows(rows, metric, direction):
+        cells = [r.job, *(_format(r.overrides.get(k, "")) for k in keys)]
         if metric:
             cells.append(_format(r.metrics.get(metric)))
         cells += [r.status, r.slurm_job, str(r.restarts), r.error.replace("|", "\\|")[:200]]
@@ -242,7 +265,7 @@ def markdown(rows: list[JobRow], keys: list[str], metric: str | None, sweep_dir:
     return "\n".join(lines) + "\n"
 
 
-def plot(rows: list[JobRow], keys: list[str], metric: str, path: Path) -> bool:
+def plot(rows: list[JobRow], keys: list[str], metric: str, path: Path, direction: str | None = None) -> bool:
     """`metric` against each swept parameter (one panel each); False when there is nothing to plot."""
     points = [(r, _number(r.metrics.get(metric))) for r in rows]
     points = [(r, v) for r, v in points if v is not None]
@@ -287,11 +310,13 @@ def summarize(sweep_dir: Path) -> list[JobRow]:
     rows = collect(sweep_dir)
     keys = swept_keys(rows, sweep_dir)
     metric = optimized_metric(rows)
+    direction = (_multirun(sweep_dir).get("sweeper") or {}).get("direction")
+    direction = str(direction) if isinstance(direction, str) else None
     write_csv(rows, keys, sweep_dir / CSV)
-    (sweep_dir / MARKDOWN).write_text(markdown(rows, keys, metric, sweep_dir))
-    plotted = bool(metric) and plot(rows, keys, str(metric), sweep_dir / PLOT)
+    (sweep_dir / MARKDOWN).write_text(markdown(rows, keys, metric, sweep_dir, direction))
+    plotted = bool(metric) and plot(rows, keys, str(metric), sweep_dir / PLOT, direction)
     failed = [r for r in rows if r.status == "failed"]
-    log.info("Sweep summary: %d jobs (%d failed) in %s%s", len(rows), len(failed), sweep_dir / MARKDOWN,
+    log.info("Sweep summary: %d job(s) (%d failed) in %s%s", len(rows), len(failed), sweep_dir / MARKDOWN,
              f", plot {sweep_dir / PLOT}" if plotted else "")  # fmt: skip
     for r in failed:
         log.error("Job %s (%s) failed: %s", r.job, r.slurm_job or "no SLURM id", r.error or "see its run.log")

@@ -27,11 +27,12 @@ class Preempted(SdpoError):
 
     def __init__(self, signum: int, requeue: Callable[[int, Any], Any] | None) -> None:
         name = signal.Signals(signum).name
-        how = (
-            "the job is requeued and resumes from it"
-            if requeue
-            else "restart in the same run directory to resume"
-        )
+        if requeue is not None:
+            how = "the job is requeued and resumes from it"
+        elif os.environ.get("SLURM_JOB_ID"):
+            how = "a requeued job resumes from it (preemption); else restart in the same run directory"
+        else:
+            how = "restart in the same run directory to resume"
         super().__init__(f"stopped by {name} after saving a checkpoint; {how}")
         self.signum = signum
         self.requeue = requeue
