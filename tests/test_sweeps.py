@@ -28,9 +28,9 @@ def _run(args, tmp_path):
     return done, train
 
 
-def test_a_local_submitit_sweep_records_its_jobs_and_summary(tmp_path):
+def test_a_local_submitit_sweep_of_two_task_jobs_records_its_jobs_and_summary(tmp_path):
     sweep = tmp_path / "sweep"
-    done, _ = _run(["hydra/launcher=local", "resources=cpu", "dataset.eval_path=null", "trainer.lr=1e-4,1e-3",
+    done, _ = _run(["hydra/launcher=local", "resources=cpu", "hydra.launcher.tasks_per_node=2", "dataset.eval_path=null", "trainer.lr=1e-4,1e-3",
                     "optimized_metric=train/loss", f"hydra.sweep.dir={sweep}"], tmp_path)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     rows = list(csv.DictReader(open(sweep / "sweep_summary.csv")))
@@ -38,8 +38,10 @@ def test_a_local_submitit_sweep_records_its_jobs_and_summary(tmp_path):
                                                                        ("1", "completed", "0.001")]  # fmt: skip
     assert all(r["slurm_job"] for r in rows)  # submitit's local job ids
     for job in ("0", "1"):
-        loss = json.loads((sweep / job / "summary.json").read_text())["train/loss"]
-        assert float(next(r for r in rows if r["job"] == job)["train/loss"]) == loss
+        summary = json.loads((sweep / job / "summary.json").read_text())
+        assert float(next(r for r in rows if r["job"] == job)["train/loss"]) == summary["train/loss"]
+        assert summary["num_processes"] == 2  # the job's two tasks trained one model
+        assert "Process 1 of 2" in (sweep / job / "run.rank1.log").read_text()
 
 
 def test_an_optuna_search_optimises_the_returned_metric_and_is_summarised(tmp_path):

@@ -14,7 +14,7 @@ from rich.logging import RichHandler
 
 def process_rank() -> int:
     """This process's rank in a multi-process run (torchrun, srun, submitit), 0 when alone."""
-    for name in ("RANK", "SLURM_PROCID", "SUBMITIT_LOCAL_GLOBALRANK"):
+    for name in ("RANK", "SLURM_PROCID", "SUBMITIT_LOCAL_GLOBALID"):
         value = os.environ.get(name)
         if value is not None and value.isdigit():
             return int(value)
