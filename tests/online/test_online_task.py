@@ -41,6 +41,11 @@ def test_online_run_writes_files_that_agree(compose, tmp_path):
     assert [r["online/interactions_trained"] for r in train_rows] == [4, 8, 12, 16]
     assert summary["interactions"] == 16 and summary["steps"] == 4 and summary["interactions_offered"] == 16
     assert summary["simulator/calls"] == 16
+    phases = ("generate_seconds", "simulate_seconds", "update_seconds", "sync_seconds")
+    assert all(summary[k] > 0 for k in (*phases, "eval_seconds")), summary
+    assert sum(summary[k] for k in phases) <= summary["train_seconds"]  # the phases lie inside the loop's time
+    spent = summary["train_seconds"] + summary["eval_seconds"]
+    assert summary["interactions_per_minute"] == 60 * 16 / spent
     base = jsonl(run_dir / "eval_replies" / "base.jsonl")
     assert [b["reply"] for b in base] == [b["reply"] for b in jsonl(run_dir / "eval_replies" / "at_0.jsonl")]
     report = (run_dir / "report.md").read_text()

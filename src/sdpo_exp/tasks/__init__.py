@@ -45,7 +45,8 @@ METRICS: dict[str, tuple[str, ...]] = {
     "signal": ("mean_abs_advantage_followup", "mean_abs_advantage_unrelated", "ratio", "num_cases", "num_tokens",
                "cases_followup_larger", "sampled_below_min_tokens", "skipped/*"),
     "online": ("final/*/vs_*/win_rate", "batches", "steps", "interactions", "interactions_offered", "no_followup",
-               "train_seconds", "simulator/*", "judge/*"),
+               "train_seconds", "generate_seconds", "simulate_seconds", "update_seconds", "sync_seconds", "eval_seconds",
+               "interactions_per_minute", "simulator/*", "judge/*"),
     "oracle": ("final/*/win_rate", "final/*/coverage", "judge/*"),
     "evaluate": ("win_rate/*",),
 }  # fmt: skip

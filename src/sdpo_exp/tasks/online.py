@@ -53,7 +53,13 @@ class OnlineState:
     steps: int = 0  # optimiser steps
     interactions: int = 0  # interactions trained on
     no_followup: int = 0  # replies the simulator gave no follow-up to (skipped)
-    train_seconds: float = 0.0
+    train_seconds: float = 0.0  # sampling, simulating and updating (evaluation not counted)
+    # where the time goes (summed over the run, resumes included)
+    generate_seconds: float = 0.0  # the policy's replies
+    simulate_seconds: float = 0.0  # the simulated user's follow-ups
+    update_seconds: float = 0.0  # the learner's steps (teacher and student passes, backward, optimiser)
+    sync_seconds: float = 0.0  # sleeping/waking a vLLM engine and pushing the new weights to it
+    eval_seconds: float = 0.0  # held-out replies and the judge
 
 
 class OnlineRun:
@@ -110,10 +116,14 @@ class OnlineRun:
         profile = self.schedule.profile_at(batch * self.batch_size)
         slots = self.plan.micro_batches(batch, self.acc.process_index)
         prompts: list[Prompt] = [self.train[i] for slot in slots for i in slot]
+        t0 = time.perf_counter()
         samples = self.policy.generate([p.messages() for p in prompts], self.cfg.generation)
+        t1 = time.perf_counter()
         followups = self.users.simulator(profile).followups(
             [p.prompt for p in prompts], [s.text for s in samples]
         )
+        self.state.generate_seconds += t1 - t0
+        self.state.simulate_seconds += time.perf_counter() - t1
         made, records, k = [], [], 0
         for slot in slots:
             micro = []
@@ -139,17 +149,24 @@ class OnlineRun:
         """The learner's updates on the batch; a vLLM engine in sleep mode frees its GPU memory
         meanwhile, then receives the new weights."""
         metrics: dict[str, float] = {}
+        t0 = time.perf_counter()
         getattr(self.policy, "sleep", lambda: None)()
+        t1 = time.perf_counter()
         for _ in range(int(self.cfg.task.updates_per_batch)):
             metrics = self.learner.step(micro_batches, self.filler)
             self.state.steps += 1
+        t2 = time.perf_counter()
         getattr(self.policy, "wake_up", lambda: None)()
         self.policy.sync_weights(self.acc.unwrap_model(self.learner.model))
+        self.state.update_seconds += t2 - t1
+        self.state.sync_seconds += (t1 - t0) + (time.perf_counter() - t2)
         return metrics
 
     def evaluate(self) -> None:
+        t0 = time.perf_counter()
         rows = self.judging.evaluate(self.state.batches * self.batch_size, self.state.batches, self.state.steps,
                                      self.acc)  # fmt: skip
+        self.state.eval_seconds += time.perf_counter() - t0
         if self.acc.is_main_process:
             self.files.add_winrates(rows)
             self.ctx.log(
@@ -162,7 +179,9 @@ class OnlineRun:
         self._resume()
         self._first_batch, self._seconds_before = self.state.batches, self.state.train_seconds
         task, tcfg = self.cfg.task, self.cfg.trainer
+        t0 = time.perf_counter()
         self.judging.prepare_baseline(self.state.batches == 0, self.acc)
+        self.state.eval_seconds += time.perf_counter() - t0
         save_every = int(tcfg.save_every)
         eval_every = int(task.eval_every)
         show = bool(task.progress_bar) and self.acc.is_main_process
@@ -270,6 +289,8 @@ class OnlineRun:
                 final[f"final/{r['profile']}/vs_{r['baseline']}/win_rate"] = float(r["win_rate"])
         out = {**asdict(self.state), **final}  # counts stay integers
         out["interactions_offered"] = self.state.batches * self.batch_size
+        spent = self.state.train_seconds + self.state.eval_seconds
+        out["interactions_per_minute"] = 60.0 * self.state.interactions / spent if spent > 0 else 0.0
         out.update({f"simulator/{k}": v for k, v in self._simulator_metrics().items()})
         out.update({f"judge/{k}": v for k, v in self.users.judge_metrics().items()})
         log.info(
