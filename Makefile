@@ -4,6 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export SDPO_CACHE_DIR ?= $(HOME)/.cache/sdpo-exp
 RUN_ARGS ?= experiment=demo
+BENCH_ARGS ?=
 
 # The CPU build of torch on machines without an NVIDIA GPU (never the multi-GB CUDA wheels): from the
 # configured indexes or local wheel folders when they carry it, else from PyTorch's CPU index.
@@ -16,13 +17,14 @@ TORCH_SPEC := torch==2.13.0+cpu
 TORCH_INDEX := --extra-index-url https://download.pytorch.org/whl/cpu
 endif
 
-.PHONY: help install model run test test-all lint format clean distclean
+.PHONY: help install model run test test-all lint format bench clean distclean
 
 help:
 	@echo "make run        install, obtain the model, run the default experiment ($(RUN_ARGS))"
 	@echo "make test       install, obtain the model, run the test suite (fast tests)"
 	@echo "make test-all   the whole test suite, slow tests included"
 	@echo "make lint       ruff check and format check"
+	@echo "make bench      step benchmarks against the naive reference (about 15 min; BENCH_ARGS=--tiny: seconds)"
 	@echo "make clean      remove run outputs and caches of tools (keeps .venv and the model cache)"
 	@echo "make distclean  clean, and remove .venv"
 
@@ -56,6 +58,12 @@ lint: install
 format: install
 	$(BIN)/ruff check --fix src tests benchmarks run.py
 	$(BIN)/ruff format src tests benchmarks run.py
+
+# TRL (the `bench` extra) only adds the TRL comparison: without it that part is skipped.
+bench: model
+	$(BIN)/python -m pip install --quiet -e ".[bench]" \
+	  || echo "bench: TRL could not be installed; the TRL comparison will be skipped"
+	$(BIN)/python benchmarks/step.py $(BENCH_ARGS)
 
 clean:
 	find outputs -mindepth 1 -not -name .gitkeep -delete 2>/dev/null || true

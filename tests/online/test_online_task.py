@@ -43,7 +43,9 @@ def test_online_run_writes_files_that_agree(compose, tmp_path):
     assert summary["simulator/calls"] == 16
     phases = ("generate_seconds", "simulate_seconds", "update_seconds", "sync_seconds")
     assert all(summary[k] > 0 for k in (*phases, "eval_seconds")), summary
-    assert sum(summary[k] for k in phases) <= summary["train_seconds"]  # the phases lie inside the loop's time
+    assert (
+        sum(summary[k] for k in phases) <= summary["train_seconds"]
+    )  # the phases lie inside the loop's time
     spent = summary["train_seconds"] + summary["eval_seconds"]
     assert summary["interactions_per_minute"] == 60 * 16 / spent
     base = jsonl(run_dir / "eval_replies" / "base.jsonl")

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from sdpo_exp.config.schemas.loss import JSDLossConfig, TopKLossConfig
+from sdpo_exp.sdpo.distillation import chunked_divergence
 from sdpo_exp.sdpo.divergences import (
     forward_kl,
     generalized_jsd,
@@ -15,7 +16,7 @@ from sdpo_exp.sdpo.divergences import (
     reverse_kl,
     topk_restrict,
 )
-from sdpo_exp.sdpo.logprobs import LogitHead, LogitMixture, chunked_divergence
+from sdpo_exp.sdpo.logprobs import LogitHead, LogitMixture
 
 
 def _logprobs(seed: int, shape=(6, 11), scale=3.0):

@@ -2,6 +2,8 @@
 
 Modules: `hindsight` (teacher contexts), `truncation` (history truncation), `batching`
 (`BatchBuilder`, `SDPOBatch`), `logprobs` (memory-efficient per-token log-probs), `divergences`
-(per-position divergences over logits), `losses` (the loss family and its metrics), `teacher`
-(live, EMA, base and trust-region teachers), `objective` (`SDPOObjective`, `build_objective`).
+(per-position divergences over logits), `fused_head` and `fused_topk` (chunked LM-head reductions
+with analytic backwards), `losses` (the loss family and its metrics), `teacher` (live, EMA, base and
+trust-region teachers), `prefix` (the shared-prefix teacher pass), `objective` (`SDPOObjective`,
+`build_objective`).
 """

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
@@ -80,6 +81,20 @@ def topk_restrict(
     return torch.cat([s_k, s_tail], dim=-1), torch.cat([t_k, t_tail], dim=-1)
 
 
+@dataclass(frozen=True)
+class TopKDivergence:
+    """`inner` applied to both distributions restricted to the student's top-k tokens (`topk_restrict`).
+
+    Callable like any divergence; `fused_topk` recognises it and takes its faster path."""
+
+    k: int
+    tail: str
+    inner: Divergence
+
+    def __call__(self, lp_student: torch.Tensor, lp_teacher: torch.Tensor) -> torch.Tensor:
+        return self.inner(*topk_restrict(lp_student, lp_teacher, self.k, self.tail))
+
+
 def _value(field: Any) -> Any:
     return field.value if isinstance(field, Enum) else field
 
@@ -90,20 +105,15 @@ def make_divergence(loss_cfg: Any) -> tuple[Divergence, float]:
     if name == "full_kl":
         return reverse_kl, 1.0
     if name == "topk":
-        k, tail = int(loss_cfg.k), str(_value(loss_cfg.tail))
-
-        def topk_kl(lp_s: torch.Tensor, lp_t: torch.Tensor) -> torch.Tensor:
-            return reverse_kl(*topk_restrict(lp_s, lp_t, k, tail))
-
-        return topk_kl, 1.0
+        return TopKDivergence(int(loss_cfg.k), str(_value(loss_cfg.tail)), reverse_kl), 1.0
     if name == "jsd":
         alpha, top_k = float(loss_cfg.alpha), loss_cfg.top_k
         tail = str(_value(getattr(loss_cfg, "tail", "bucket")))
 
         def jsd(lp_s: torch.Tensor, lp_t: torch.Tensor) -> torch.Tensor:
-            if top_k is not None:
-                lp_s, lp_t = topk_restrict(lp_s, lp_t, int(top_k), tail)
             return generalized_jsd(lp_s, lp_t, alpha)
 
+        if top_k is not None:
+            return TopKDivergence(int(top_k), tail, jsd), float(loss_cfg.temperature)
         return jsd, float(loss_cfg.temperature)
     raise ValueError(f"loss {name!r} is not a divergence loss")

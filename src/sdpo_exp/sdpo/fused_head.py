@@ -23,7 +23,8 @@ from torch.nn import functional as F
 _AUTOCAST_ELIGIBLE = (torch.float32, torch.float16, torch.bfloat16)
 
 
-def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
+def acc_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype logits are reduced in: float64 for a float64 head, float32 otherwise."""
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
@@ -34,7 +35,7 @@ def matmul_dtype(device_type: str, weight_dtype: torch.dtype) -> torch.dtype:
     return weight_dtype
 
 
-def _logits(
+def head_logits(
     h: torch.Tensor,
     weight: torch.Tensor,
     bias: torch.Tensor | None,
@@ -53,15 +54,55 @@ def _logits(
     return tanh * softcap, tanh
 
 
-def _logsumexp_(z: torch.Tensor) -> torch.Tensor:
+def logsumexp_(z: torch.Tensor) -> torch.Tensor:
     """logsumexp over the last dimension, overwriting z (fewer passes and no copy of (n, V))."""
     peak = z.amax(dim=-1, keepdim=True)
     peak = torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak))
     return peak.squeeze(-1) + z.sub_(peak).exp_().sum(dim=-1).log()
 
 
-def _cast(t: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+def cast(t: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
     return None if t is None else t.to(dtype)
+
+
+def backprop_head(
+    dz: torch.Tensor,
+    tanh: torch.Tensor | None,
+    h: torch.Tensor,
+    w: torch.Tensor,
+    scale: float,
+    mm: torch.dtype,
+    grads: tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None],
+    rows: slice,
+) -> None:
+    """Chain dLoss/d(transformed logits) `dz` (n, V) of chunk `rows` back through the soft-cap, the
+    scale and the matmul, into the (grad_h, grad_w, grad_b) buffers; dz is overwritten."""
+    grad_h, grad_w, grad_b = grads
+    if tanh is not None:
+        dz.mul_(1.0 - tanh.square_())
+    if scale != 1.0:
+        dz.mul_(scale)
+    if grad_b is not None:
+        grad_b += dz.sum(0)
+    dz_mm = dz.to(mm)
+    if grad_h is not None:
+        grad_h[rows] = (dz_mm @ w).to(grad_h.dtype)
+    if grad_w is not None:
+        if mm == dz.dtype:
+            grad_w.addmm_(dz.t(), h.to(dz.dtype))
+        else:  # the matmul in its reduced dtype (as autograd would), summed over chunks in float32
+            grad_w.add_(dz_mm.t() @ h.to(mm))
+
+
+def grad_buffers(
+    needs: tuple[bool, ...], hidden: torch.Tensor, weight: torch.Tensor, acc: torch.dtype
+) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """Zeroed (grad_h, grad_w in `acc`, grad_b in `acc`) for the inputs that need a gradient."""
+    need_h, need_w, need_b = needs[:3]
+    grad_h = torch.empty_like(hidden) if need_h else None
+    grad_w = torch.zeros(weight.shape, dtype=acc, device=weight.device) if need_w else None
+    grad_b = torch.zeros(weight.shape[0], dtype=acc, device=weight.device) if need_b else None
+    return grad_h, grad_w, grad_b
 
 
 class LinearTokenLogProb(torch.autograd.Function):
@@ -78,17 +119,17 @@ class LinearTokenLogProb(torch.autograd.Function):
     ) -> torch.Tensor:
         device_type = hidden.device.type
         mm = matmul_dtype(device_type, weight.dtype)
-        acc = _acc_dtype(weight.dtype)
+        acc = acc_dtype(weight.dtype)
         n = hidden.shape[0]
         out = torch.empty(n, dtype=acc, device=hidden.device)
         lse = torch.empty(n, dtype=acc, device=hidden.device)
         with torch.autocast(device_type, enabled=False):
-            w, b = weight.to(mm), _cast(bias, mm)  # one cast for all chunks
+            w, b = weight.to(mm), cast(bias, mm)  # one cast for all chunks
             for start in range(0, n, chunk_size):
                 stop = min(start + chunk_size, n)
-                z, _ = _logits(hidden[start:stop], w, b, scale, softcap, acc)
+                z, _ = head_logits(hidden[start:stop], w, b, scale, softcap, acc)
                 target_logit = z.gather(1, targets[start:stop, None]).squeeze(1)
-                lse[start:stop] = _logsumexp_(z)
+                lse[start:stop] = logsumexp_(z)
                 out[start:stop] = target_logit - lse[start:stop]
         ctx.save_for_backward(hidden, weight, bias, targets, lse)
         ctx.chunk_size, ctx.scale, ctx.softcap, ctx.matmul_dtype = chunk_size, scale, softcap, mm
@@ -97,34 +138,19 @@ class LinearTokenLogProb(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
         hidden, weight, bias, targets, lse = ctx.saved_tensors
-        need_h, need_w, need_b = ctx.needs_input_grad[:3]
         acc, mm = lse.dtype, ctx.matmul_dtype
-        grad_h = torch.empty_like(hidden) if need_h else None
-        grad_w = torch.zeros(weight.shape, dtype=acc, device=weight.device) if need_w else None
-        grad_b = torch.zeros(weight.shape[0], dtype=acc, device=weight.device) if need_b else None
+        grads = grad_buffers(ctx.needs_input_grad, hidden, weight, acc)
+        grad_h, grad_w, grad_b = grads
         with torch.autocast(hidden.device.type, enabled=False):
-            w, b = weight.to(mm), _cast(bias, mm)
+            w, b = weight.to(mm), cast(bias, mm)
             for start in range(0, hidden.shape[0], ctx.chunk_size):
                 stop = min(start + ctx.chunk_size, hidden.shape[0])
                 h = hidden[start:stop]
-                z, tanh = _logits(h, w, b, ctx.scale, ctx.softcap, acc)
+                z, tanh = head_logits(h, w, b, ctx.scale, ctx.softcap, acc)
                 dz = z.sub_(lse[start:stop, None]).exp_()  # softmax, in place
                 dz.scatter_add_(1, targets[start:stop, None], torch.full_like(dz[:, :1], -1.0))
                 dz.mul_(-grad_out[start:stop, None].to(acc))  # g * (onehot - softmax)
-                if tanh is not None:
-                    dz.mul_(1.0 - tanh.square_())
-                if ctx.scale != 1.0:
-                    dz.mul_(ctx.scale)
-                if grad_b is not None:
-                    grad_b += dz.sum(0)
-                dz_mm = dz.to(mm)
-                if grad_h is not None:
-                    grad_h[start:stop] = (dz_mm @ w).to(hidden.dtype)
-                if grad_w is not None:
-                    if mm == acc:
-                        grad_w.addmm_(dz.t(), h.to(acc))
-                    else:  # the matmul in its reduced dtype (as autograd would), summed over chunks in float32
-                        grad_w.add_(dz_mm.t() @ h.to(mm))
+                backprop_head(dz, tanh, h, w, ctx.scale, mm, grads, slice(start, stop))
         grad_w = None if grad_w is None else grad_w.to(weight.dtype)
         grad_b = None if grad_b is None else grad_b.to(bias.dtype)
         return grad_h, grad_w, grad_b, None, None, None, None

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -107,9 +108,10 @@ class LogitHead:
 
 
 def decoder_hidden_states(
-    model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, **forward_kwargs: Any
 ) -> torch.Tensor:
-    """(B, S, H) final hidden states (after the last norm), from a normal forward of `model`."""
+    """(B, S, H) final hidden states (after the last norm), from a normal forward of `model`
+    (`forward_kwargs`, e.g. a cache and position ids, go to the forward; no cache by default)."""
     decoder = unwrap_model(model).get_decoder()
     captured: list[torch.Tensor] = []
 
@@ -118,7 +120,8 @@ def decoder_hidden_states(
 
     handle = decoder.register_forward_hook(grab)
     try:
-        model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, logits_to_keep=1)
+        kwargs = {"use_cache": False, **forward_kwargs}
+        model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=1, **kwargs)
     finally:
         handle.remove()
     if len(captured) != 1:
@@ -168,11 +171,18 @@ def completion_hidden_states(
 ) -> torch.Tensor:
     """(N, H) hidden states predicting the N valid completion tokens (row-major order)."""
     hidden = decoder_hidden_states(model, input_ids, attention_mask)
+    return at_completion_positions(hidden, prompt_lens, completion_mask)
+
+
+def at_completion_positions(
+    hidden: torch.Tensor, prompt_lens: torch.Tensor, completion_mask: torch.Tensor
+) -> torch.Tensor:
+    """(N, H): the rows of (B, S, H) `hidden` that predict the N valid completion tokens."""
     rows, cols = completion_positions(prompt_lens, completion_mask)
     return hidden[rows, cols]
 
 
-def _needs_grad(hidden: torch.Tensor, head: LogitHead) -> bool:
+def needs_grad(hidden: torch.Tensor, head: LogitHead) -> bool:
     if not torch.is_grad_enabled():
         return False
     if hidden.requires_grad:
@@ -225,7 +235,7 @@ def chunked_token_logprobs(
         logits = head(h)
         return logits.gather(1, t[:, None]).squeeze(1) - torch.logsumexp(logits, dim=-1)
 
-    (out,) = map_chunks(one_chunk, [hidden, targets], chunk_size, _needs_grad(hidden, head))
+    (out,) = map_chunks(one_chunk, [hidden, targets], chunk_size, needs_grad(hidden, head))
     return out
 
 
@@ -296,42 +306,3 @@ def completion_logprobs(
     hidden = completion_hidden_states(model, input_ids, attention_mask, prompt_lens, completion_mask)
     values = chunked_token_logprobs(hidden, LogitHead.of(model), completion_ids[completion_mask], chunk_size)
     return scatter_to_rows(values, completion_mask)
-
-
-def chunked_divergence(
-    hidden: torch.Tensor,
-    head: LogitHead,
-    teacher: LogitMixture,
-    targets: torch.Tensor,
-    divergence: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    temperature: float = 1.0,
-    chunk_size: int = 128,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-token divergence(student, teacher) over the vocabulary, chunk by chunk.
-
-    Returns (divergence (N,), differentiable w.r.t. the student; student log-prob of each target
-    (N,), detached; teacher log-prob of each target (N,)). Log-probs of the targets are at
-    temperature 1; the divergence compares log_softmax(logits / temperature). Neither full (N, V)
-    student nor teacher log-prob tensors ever exist: each chunk is recomputed in backward.
-    """
-
-    def normalise(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        lp = torch.log_softmax(logits, dim=-1)
-        lp_div = lp if temperature == 1.0 else torch.log_softmax(logits / temperature, dim=-1)
-        return lp, lp_div
-
-    def one_chunk(
-        h: torch.Tensor, t: torch.Tensor, *teacher_hidden: torch.Tensor
-    ) -> tuple[torch.Tensor, ...]:
-        lp_s, lp_s_div = normalise(head(h))
-        with torch.no_grad():
-            lp_t, lp_t_div = normalise(teacher.logits(list(teacher_hidden)))
-            idx = t[:, None]
-            s_tok, t_tok = lp_s.detach().gather(1, idx).squeeze(1), lp_t.gather(1, idx).squeeze(1)
-        return divergence(lp_s_div, lp_t_div), s_tok, t_tok
-
-    recompute = _needs_grad(hidden, head)
-    div, s_tok, t_tok = map_chunks(
-        one_chunk, [hidden, targets, *teacher.hidden_list()], chunk_size, recompute
-    )
-    return div, s_tok.detach(), t_tok.detach()

@@ -2,11 +2,14 @@
 
 Per call: the teacher pass(es) on (x, o) under torch.no_grad with dropout off, then the student pass
 on x with gradient; log-probs and divergences are computed chunk by chunk at completion positions
-only (see `logprobs`). On its own, a batch's loss is `LossOutput.loss`; a training step that spans
-several micro-batches or processes divides `LossOutput.loss_sum` by the step's total of
-`loss_units` instead (see `losses`). The caller calls `on_optimizer_step()` after each optimiser
-step (EMA teacher). Build the objective on the freshly loaded initial model,
-before loading checkpoint weights into it: base and reference weights are the weights it sees then.
+only (see `logprobs`). With `loss.shared_prefix` the student pass (and the `kl_to_ref` reference
+pass) runs first and records the keys/values of the context x shares with (x, o); a teacher with the
+same weights then computes only its suffix (see `prefix` and `teacher`). On its own, a batch's loss
+is `LossOutput.loss`; a training step that spans several micro-batches or processes divides
+`LossOutput.loss_sum` by the step's total of `loss_units` instead (see `losses`). The caller calls
+`on_optimizer_step()` after each optimiser step (EMA teacher). Build the objective on the freshly
+loaded initial model, before loading checkpoint weights into it: base and reference weights are the
+weights it sees then.
 """
 
 from __future__ import annotations
@@ -22,16 +25,20 @@ from sdpo_exp.config.values import loss_checks
 from sdpo_exp.errors import ConfigError
 from sdpo_exp.sdpo import losses
 from sdpo_exp.sdpo.batching import SDPOBatch
+from sdpo_exp.sdpo.distillation import chunked_divergence
 from sdpo_exp.sdpo.divergences import make_divergence
 from sdpo_exp.sdpo.logprobs import (
     LogitHead,
+    at_completion_positions,
     check_alignment,
-    chunked_divergence,
     chunked_token_logprobs,
     completion_hidden_states,
     scatter_to_rows,
 )
+from sdpo_exp.sdpo.prefix import PrefixKV, recorded_hidden_states, reuse_problem, shared_prefix_lengths
 from sdpo_exp.sdpo.teacher import (
+    CURRENT,
+    INITIAL,
     BaseTeacher,
     EMATeacher,
     InitialWeights,
@@ -90,12 +97,15 @@ class SDPOObjective:
         self.divergence, self.temperature = (
             make_divergence(loss_cfg) if self.name in DIVERGENCE_LOSSES else (None, 1.0)
         )
+        self.shared_prefix = bool(_get(loss_cfg, "shared_prefix", False)) and self.teacher is not None
+        self._reported: set[tuple[str, str]] = set()
         log.info(
-            "SDPO objective: loss=%s teacher=%s kl_to_ref_beta=%g chunk_size=%d",
+            "SDPO objective: loss=%s teacher=%s kl_to_ref_beta=%g chunk_size=%d shared_prefix=%s",
             self.name,
             "none" if self.teacher is None else self.teacher.kind,
             self.beta,
             self.chunk_size,
+            self.shared_prefix,
         )
 
     def _build_teacher(self, kind: str) -> Teacher:
@@ -120,18 +130,34 @@ class SDPOObjective:
         check_alignment(batch.student_input_ids, batch.student_prompt_lens, batch.completion_ids, mask)
         check_alignment(batch.teacher_input_ids, batch.teacher_prompt_lens, batch.completion_ids, mask)
 
+        lengths = self._prefix_lengths(batch)
+        hidden, prefixes = None, {}
+        if lengths is not None and CURRENT in self.teacher.prefix_weights():
+            if self._reusable(model.training, "the student's forward") is None:
+                full, prefixes[CURRENT] = recorded_hidden_states(
+                    model, batch.student_input_ids, batch.student_attention_mask, lengths
+                )
+                hidden = at_completion_positions(full, batch.student_prompt_lens, mask)
+
         teacher_mix, teacher_tok, ref_tok = None, None, None
         with torch.no_grad(), eval_mode(model):
+            if self.beta > 0:
+                record = lengths is not None and INITIAL in self.teacher.prefix_weights()
+                ref_tok, prefixes[INITIAL] = self._reference_logprobs(
+                    batch, targets, lengths if record else None
+                )
             if self.teacher is not None:
-                teacher_mix = self.teacher.mixture(model, batch)
+                teacher_mix = self.teacher.mixture(
+                    model, batch, {k: v for k, v in prefixes.items() if v is not None}
+                )
                 if self.divergence is None:
                     teacher_tok = teacher_mix.token_logprobs(targets, self.chunk_size)
-            if self.beta > 0:
-                ref_tok = self._reference_logprobs(batch, targets)
+        del prefixes
 
-        hidden = completion_hidden_states(
-            model, batch.student_input_ids, batch.student_attention_mask, batch.student_prompt_lens, mask
-        )
+        if hidden is None:
+            hidden = completion_hidden_states(
+                model, batch.student_input_ids, batch.student_attention_mask, batch.student_prompt_lens, mask
+            )
         head = LogitHead.of(model)
         divergence = None
         if self.divergence is not None:
@@ -149,17 +175,48 @@ class SDPOObjective:
         teacher = scatter_to_rows(teacher_tok, mask) if teacher_tok is not None else None
         return self._assemble(batch, student, teacher, divergence, ref_tok)
 
-    def _reference_logprobs(self, batch: SDPOBatch, targets: torch.Tensor) -> torch.Tensor:
+    def _reference_logprobs(
+        self, batch: SDPOBatch, targets: torch.Tensor, lengths: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, PrefixKV | None]:
+        """Log-probs of y under x with the initial weights and, given prefix `lengths`, the prefix
+        keys/values that pass recorded (for a teacher with the initial weights)."""
+        ids, attn, prompt_lens = (
+            batch.student_input_ids,
+            batch.student_attention_mask,
+            batch.student_prompt_lens,
+        )
+        prefix = None
         with self.initial.active():
-            hidden = completion_hidden_states(
-                self.model,
-                batch.student_input_ids,
-                batch.student_attention_mask,
-                batch.student_prompt_lens,
-                batch.completion_mask,
-            )
+            if lengths is not None and self._reusable(False, "the reference pass") is None:
+                full, prefix = recorded_hidden_states(self.model, ids, attn, lengths)
+                hidden = at_completion_positions(full, prompt_lens, batch.completion_mask)
+            else:
+                hidden = completion_hidden_states(self.model, ids, attn, prompt_lens, batch.completion_mask)
             head = LogitHead.of(self.model).frozen()
-        return chunked_token_logprobs(hidden, head, targets, self.chunk_size)
+        return chunked_token_logprobs(hidden, head, targets, self.chunk_size), prefix
+
+    # -- shared prefix ---------------------------------------------------------------------------
+    def _prefix_lengths(self, batch: SDPOBatch) -> torch.Tensor | None:
+        """P_b per row when the shared-prefix teacher pass is on and some row has a prefix, else None."""
+        if not self.shared_prefix or not self.teacher.prefix_weights():
+            return None
+        lengths = shared_prefix_lengths(
+            batch.student_input_ids,
+            batch.student_prompt_lens,
+            batch.teacher_input_ids,
+            batch.teacher_prompt_lens,
+        )
+        return lengths if int(lengths.max()) > 0 else None
+
+    def _reusable(self, training: bool, source: str) -> str | None:
+        """None when keys/values recorded by `source` can serve the teacher; else why not (logged once)."""
+        problem = reuse_problem(self.model, training)
+        if problem is not None and (source, problem) not in self._reported:
+            self._reported.add((source, problem))
+            log.warning(
+                "loss.shared_prefix: %s cannot share its prefix (%s); plain teacher pass", source, problem
+            )
+        return problem
 
     def term_mask(self, mask: torch.Tensor) -> torch.Tensor:
         """The positions that carry loss terms: the completion mask, without the first

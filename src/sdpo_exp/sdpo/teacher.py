@@ -9,12 +9,18 @@ Other weights are used by swapping them into the model for the teacher's forward
 second copy of the model: with LoRA the base weights are the model with its adapters disabled
 (PEFT's adapter switch; no copy at all) and an EMA teacher keeps an average of the adapter weights
 only. Without LoRA, ema and base keep one copy of the trainable weights (inevitably).
+
+Shared prefix (`loss.shared_prefix`, see `prefix`): `mixture` may get recorded prefix keys/values
+by weights, `CURRENT` (from the student's forward) and `INITIAL` (from the `kl_to_ref` reference
+pass). A teacher uses the prefix recorded with its own weights when there is one (live: CURRENT;
+base: INITIAL; trust_region: each part its own) and the plain pass otherwise (ema always: nothing
+else runs with its weights, and a prefix pass of its own would cost what it saves).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
@@ -23,8 +29,12 @@ from torch import nn
 
 from sdpo_exp.errors import SdpoError
 from sdpo_exp.sdpo.logprobs import LogitHead, LogitMixture, completion_hidden_states
+from sdpo_exp.sdpo.prefix import PrefixKV, suffix_completion_hidden_states
 
 log = logging.getLogger(__name__)
+
+CURRENT, INITIAL = "current", "initial"  # the weights a recorded prefix was computed with
+Prefixes = Mapping[str, PrefixKV]
 
 
 @contextmanager
@@ -155,17 +165,18 @@ class InitialWeights:
             )
 
 
-def teacher_source(model: nn.Module, batch: Any, weights: Any = None) -> tuple[torch.Tensor, LogitHead]:
+def teacher_source(
+    model: nn.Module, batch: Any, weights: Any = None, prefix: PrefixKV | None = None
+) -> tuple[torch.Tensor, LogitHead]:
     """Hidden states at the teacher's completion positions under `weights` (a context manager that
-    puts other weights in place, or None for the current ones), and the matching LM head."""
+    puts other weights in place, or None for the current ones), and the matching LM head. With
+    `prefix` (recorded with the same weights) only each row's suffix after it is computed."""
+    args = (batch.teacher_input_ids, batch.teacher_attention_mask, batch.teacher_prompt_lens)
     with weights if weights is not None else nullcontext():
-        hidden = completion_hidden_states(
-            model,
-            batch.teacher_input_ids,
-            batch.teacher_attention_mask,
-            batch.teacher_prompt_lens,
-            batch.completion_mask,
-        )
+        if prefix is None:
+            hidden = completion_hidden_states(model, *args, batch.completion_mask)
+        else:
+            hidden = suffix_completion_hidden_states(model, *args, batch.completion_mask, prefix)
         head = LogitHead.of(model)
         if weights is not None:
             head = head.frozen()  # capture the weights in place now, not those in place later
@@ -177,8 +188,12 @@ class Teacher:
 
     kind = "live"
 
-    def mixture(self, model: nn.Module, batch: Any) -> LogitMixture:
-        return LogitMixture.single(*teacher_source(model, batch))
+    def prefix_weights(self) -> tuple[str, ...]:
+        """The weights whose recorded prefix this teacher can use."""
+        return (CURRENT,)
+
+    def mixture(self, model: nn.Module, batch: Any, prefixes: Prefixes | None = None) -> LogitMixture:
+        return LogitMixture.single(*teacher_source(model, batch, prefix=(prefixes or {}).get(CURRENT)))
 
     def on_optimizer_step(self) -> None:
         pass
@@ -198,7 +213,10 @@ class EMATeacher(Teacher):
         self.snapshot = ParamSnapshot.trainable(model, float32_master=True)
         self.updates = 0
 
-    def mixture(self, model: nn.Module, batch: Any) -> LogitMixture:
+    def prefix_weights(self) -> tuple[str, ...]:
+        return ()
+
+    def mixture(self, model: nn.Module, batch: Any, prefixes: Prefixes | None = None) -> LogitMixture:
         return LogitMixture.single(*teacher_source(model, batch, self.snapshot.swapped_in()))
 
     def on_optimizer_step(self) -> None:
@@ -221,8 +239,12 @@ class BaseTeacher(Teacher):
     def __init__(self, initial: InitialWeights) -> None:
         self.initial = initial
 
-    def mixture(self, model: nn.Module, batch: Any) -> LogitMixture:
-        return LogitMixture.single(*teacher_source(model, batch, self.initial.active()))
+    def prefix_weights(self) -> tuple[str, ...]:
+        return (INITIAL,)
+
+    def mixture(self, model: nn.Module, batch: Any, prefixes: Prefixes | None = None) -> LogitMixture:
+        prefix = (prefixes or {}).get(INITIAL)
+        return LogitMixture.single(*teacher_source(model, batch, self.initial.active(), prefix))
 
 
 class TrustRegionTeacher(Teacher):
@@ -231,10 +253,15 @@ class TrustRegionTeacher(Teacher):
     def __init__(self, initial: InitialWeights, r: float) -> None:
         self.initial, self.r = initial, float(r)
 
-    def mixture(self, model: nn.Module, batch: Any) -> LogitMixture:
+    def prefix_weights(self) -> tuple[str, ...]:
+        return ((INITIAL,) if self.r < 1.0 else ()) + ((CURRENT,) if self.r > 0.0 else ())
+
+    def mixture(self, model: nn.Module, batch: Any, prefixes: Prefixes | None = None) -> LogitMixture:
+        prefixes = prefixes or {}
         parts = []
         if self.r < 1.0:
-            parts.append((1.0 - self.r, *teacher_source(model, batch, self.initial.active())))
+            base = teacher_source(model, batch, self.initial.active(), prefixes.get(INITIAL))
+            parts.append((1.0 - self.r, *base))
         if self.r > 0.0:
-            parts.append((self.r, *teacher_source(model, batch)))
+            parts.append((self.r, *teacher_source(model, batch, prefix=prefixes.get(CURRENT))))
         return LogitMixture(parts)

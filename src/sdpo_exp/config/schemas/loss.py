@@ -59,6 +59,8 @@ class LossConfig:
     chunk_size: int = 128
     # how per-token terms become the batch loss (pg defaults to sequence, the others to token)
     length_norm: LengthNorm = LengthNorm.token
+    # the teacher reuses the keys/values of the context it shares with the student (docs/losses.md)
+    shared_prefix: bool = False
 
 
 @schema("loss", "pg")

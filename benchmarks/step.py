@@ -1,0 +1,148 @@
+"""`make bench`: a whole SDPO step, the teacher pass, the loss step against TRL, and how step time and
+memory grow with context and completion length, each against the naive reference in the same run.
+
+    .venv/bin/python benchmarks/step.py                 # every part; results into docs/
+    .venv/bin/python benchmarks/step.py --tiny          # every part in seconds on tiny_random (a smoke test)
+    .venv/bin/python benchmarks/step.py --part teacher  # one part (repeatable option)
+
+Each part runs in a fresh worker process (its own model, allocator and peak-memory mark) with
+`--threads` torch threads. Within a part the methods alternate after one warm-up run each; every
+figure is the median of the repeats and every ratio is against the naive reference measured in the
+same process. Results: the section between the `step-results` markers of `<out>/benchmarks.md`, the
+JSON file `<out>/benchmarks_step.json` (machine, versions, date, load, every run) and the plot
+`<out>/benchmarks_scaling.png`; `<out>` is docs/ (or outputs/bench-tiny/ with --tiny) unless
+--out-dir says otherwise. Methods: docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench_measure import machine
+from bench_report import longest_context, markdown, plot, write_json, write_markdown
+from bench_setup import REPO, Sizes
+
+SMOL = ("smollm2_135m", "bfloat16")
+TINY_MODEL = ("tiny_random", "float32")
+# Repeats sized for about 15 minutes on an idle 2-core machine with one torch thread (20 at most).
+FULL: dict[str, dict[str, Any]] = {
+    "step": {"sizes": Sizes(*SMOL, batch=4, context=1024, completion=256, repeats=3)},
+    "teacher": {"sizes": Sizes(*SMOL, batch=4, context=1024, completion=256, repeats=3)},
+    "trl": {"sizes": Sizes(*SMOL, batch=4, context=256, completion=256, repeats=2)},
+    "scaling": {
+        "sizes": Sizes(*SMOL, batch=1, context=256, completion=128, repeats=1),
+        "contexts": [256, 512, 1024, 2048, 4096],
+        "completions": [128, 256, 512, 1024, 2048],
+    },
+}
+TINY: dict[str, dict[str, Any]] = {
+    "step": {"sizes": Sizes(*TINY_MODEL, batch=2, context=48, completion=16, repeats=1)},
+    "teacher": {"sizes": Sizes(*TINY_MODEL, batch=2, context=48, completion=16, repeats=1)},
+    "trl": {"sizes": Sizes(*TINY_MODEL, batch=2, context=48, completion=16, repeats=1)},
+    "scaling": {
+        "sizes": Sizes(*TINY_MODEL, batch=1, context=32, completion=8, repeats=1),
+        "contexts": [32, 64],
+        "completions": [8, 16],
+    },
+}
+BUDGET_MIB = {"full": 2048.0, "tiny": 64.0}  # the memory budget of the longest-context question
+
+
+def _spec_json(spec: dict[str, Any]) -> str:
+    return json.dumps({k: v.to_dict() if isinstance(v, Sizes) else v for k, v in spec.items()})
+
+
+def run_worker(part: str, spec: dict[str, Any], threads: int) -> dict[str, Any]:
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(threads),
+        "TOKENIZERS_PARALLELISM": "false",
+        "HF_HUB_OFFLINE": "1",
+        "TRL_EXPERIMENTAL_SILENCE": "1",
+    }
+    args = ["--worker", part, "--spec", _spec_json(spec), "--threads", str(threads)]
+    proc = subprocess.run(
+        [sys.executable, __file__, *args], capture_output=True, text=True, env=env, cwd=REPO
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"the {part} worker failed:\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def worker(part: str, spec: dict[str, Any], threads: int) -> dict[str, Any]:
+    import torch
+    from bench_parts import PARTS
+
+    torch.set_num_threads(threads)
+    kwargs = dict(spec)
+    sizes = Sizes(**kwargs.pop("sizes"))
+    return PARTS[part](sizes, **kwargs)
+
+
+def run_all(parts: list[str], tiny: bool, threads: int) -> dict[str, Any]:
+    plan = TINY if tiny else FULL
+    started = time.perf_counter()
+    results: dict[str, Any] = {"tiny": tiny, "machine": machine(threads), "parts": {}}
+    for part in parts:
+        t0 = time.perf_counter()
+        print(f"bench: {part} ...", file=sys.stderr, flush=True)
+        results["parts"][part] = found = run_worker(part, plan[part], threads)
+        found["part_elapsed_s"] = time.perf_counter() - t0
+        print(f"bench: {part} done in {found['part_elapsed_s']:.0f} s", file=sys.stderr, flush=True)
+    if "scaling" in results["parts"]:
+        budget = BUDGET_MIB["tiny" if tiny else "full"]
+        points = results["parts"]["scaling"]["points"]
+        results["parts"]["scaling"]["budget"] = {
+            "budget_mib": budget,
+            **{method: longest_context(points, method, budget) for method in ("naive", "ours")},
+        }
+    results["elapsed_s"] = time.perf_counter() - started
+    results["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--worker", choices=sorted(FULL), help=argparse.SUPPRESS)
+    parser.add_argument("--spec", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--part", choices=sorted(FULL), action="append", help="run only this part (repeatable)"
+    )
+    parser.add_argument(
+        "--tiny", action="store_true", help="tiny_random and tiny sizes: every part in seconds"
+    )
+    parser.add_argument(
+        "--out-dir", type=Path, help="where results go (default docs/, or outputs/bench-tiny/)"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads per worker (default 1: steadier on a shared machine; docs/benchmarks.md)",
+    )
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args.worker, json.loads(args.spec), args.threads)))
+        return
+    parts = [p for p in FULL if p in (args.part or FULL)]
+    out = args.out_dir or (REPO / ("outputs/bench-tiny" if args.tiny else "docs"))
+    results = run_all(parts, args.tiny, args.threads)
+    plot_name = None
+    if "scaling" in results["parts"]:
+        plot_name = "benchmarks_scaling.png"
+        plot(out / plot_name, results["parts"]["scaling"])
+    text = markdown(results, plot_name)
+    write_markdown(out / "benchmarks.md", text)
+    write_json(out / "benchmarks_step.json", results)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
