@@ -24,7 +24,7 @@ help:
 	@echo "make test       install, obtain the model, run the test suite (fast tests)"
 	@echo "make test-all   the whole test suite, slow tests included"
 	@echo "make lint       ruff check and format check"
-	@echo "make bench      step benchmarks against the naive reference (about 15 min; BENCH_ARGS=--tiny: seconds)"
+	@echo "make bench      step and online-loop benchmarks against the naive reference, into docs/ (about 17 min; BENCH_ARGS=--tiny: seconds)"
 	@echo "make clean      remove run outputs and caches of tools (keeps .venv and the model cache)"
 	@echo "make distclean  clean, and remove .venv"
 
@@ -59,11 +59,13 @@ format: install
 	$(BIN)/ruff check --fix src tests benchmarks run.py
 	$(BIN)/ruff format src tests benchmarks run.py
 
-# TRL (the `bench` extra) only adds the TRL comparison: without it that part is skipped.
+# TRL (the `bench` extra) only adds the TRL comparison: without it that part is skipped. The online
+# loop's vllm row needs launchers/vllm_cpu_env.sh's environment (not built here: 3.4 GB).
 bench: model
 	$(BIN)/python -m pip install --quiet -e ".[bench]" \
 	  || echo "bench: TRL could not be installed; the TRL comparison will be skipped"
 	$(BIN)/python benchmarks/step.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/online_loop.py $(BENCH_ARGS)
 
 clean:
 	find outputs -mindepth 1 -not -name .gitkeep -delete 2>/dev/null || true

@@ -85,6 +85,9 @@ def markdown(results: dict[str, Any], plot_name: str | None) -> str:
         f"{' (tiny mode: tiny_random, sizes of a smoke test, not a measurement)' if results['tiny'] else ''}.",
         "",
     ]
+    if results.get("remeasured"):
+        later = ", ".join(f"{part} ({when})" for part, when in sorted(results["remeasured"].items()))
+        lines[-1:] = [f"Parts measured again later with `--part`, on the same machine: {later}.", ""]
     parts = results["parts"]
     if "step" in parts:
         r = parts["step"]

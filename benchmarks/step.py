@@ -35,7 +35,7 @@ TINY_MODEL = ("tiny_random", "float32")
 FULL: dict[str, dict[str, Any]] = {
     "step": {"sizes": Sizes(*SMOL, batch=4, context=1024, completion=256, repeats=3)},
     "teacher": {"sizes": Sizes(*SMOL, batch=4, context=1024, completion=256, repeats=3)},
-    "trl": {"sizes": Sizes(*SMOL, batch=4, context=256, completion=256, repeats=2)},
+    "trl": {"sizes": Sizes(*SMOL, batch=4, context=512, completion=256, repeats=2)},
     "scaling": {
         "sizes": Sizes(*SMOL, batch=1, context=256, completion=128, repeats=1),
         "contexts": [256, 512, 1024, 2048, 4096],
@@ -108,6 +108,22 @@ def run_all(parts: list[str], tiny: bool, threads: int) -> dict[str, Any]:
     return results
 
 
+def merge_previous(path: Path, results: dict[str, Any]) -> dict[str, Any]:
+    """With --part: the parts just measured replace those of the previous run in `path` (same mode);
+    the others are kept, and the report says which parts were measured later and when."""
+    try:
+        previous = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return results
+    if previous.get("tiny") != results["tiny"]:
+        return results
+    merged = {**previous, "parts": {**previous.get("parts", {}), **results["parts"]}}
+    later = dict(previous.get("remeasured", {}))
+    later.update({part: results["machine"]["date"] for part in results["parts"]})
+    merged["remeasured"] = later
+    return merged
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--worker", choices=sorted(FULL), help=argparse.SUPPRESS)
@@ -134,6 +150,8 @@ def main() -> None:
     parts = [p for p in FULL if p in (args.part or FULL)]
     out = args.out_dir or (REPO / ("outputs/bench-tiny" if args.tiny else "docs"))
     results = run_all(parts, args.tiny, args.threads)
+    if args.part:
+        results = merge_previous(out / "benchmarks_step.json", results)
     plot_name = None
     if "scaling" in results["parts"]:
         plot_name = "benchmarks_scaling.png"

@@ -41,7 +41,11 @@ def test_the_step_benchmark_runs_every_part_in_tiny_mode(tmp_path):
     text = doc.read_text()
     assert text.startswith("# Benchmarks\n\nkept\n") and "**Whole offline step**" in text
     assert (tmp_path / "benchmarks_scaling.png").stat().st_size > 0
-    # a second run replaces the section instead of adding another
+    # one part measured again: one section still, the other parts' figures kept, the re-run named
     subprocess.run(args + ["--part", "teacher"], check=True, capture_output=True, timeout=600)
     text = doc.read_text()
-    assert text.count("<!-- step-results:start -->") == 1 and "**Whole offline step**" not in text
+    assert text.count("<!-- step-results:start -->") == 1 and "**Whole offline step**" in text
+    assert "Parts measured again later with `--part`, on the same machine: teacher (" in text
+    again = json.loads((tmp_path / "benchmarks_step.json").read_text())
+    assert set(again["parts"]) == PARTS and again["parts"]["step"] == parts["step"]
+    assert set(again["remeasured"]) == {"teacher"}

@@ -12,18 +12,8 @@ from conftest import REPO
 def test_the_online_loop_benchmark_runs_and_writes_its_section(tmp_path):
     doc = tmp_path / "benchmarks.md"
     doc.write_text("# Benchmarks\n\nkept\n")
-    out = tmp_path / "online.json"
-    args = [
-        "--tiny",
-        "--interactions",
-        "16",
-        "--backends",
-        "hf,vllm",
-        "--json",
-        str(out),
-        "--write",
-        str(doc),
-    ]
+    out = tmp_path / "benchmarks_online.json"
+    args = ["--tiny", "--interactions", "16", "--backends", "hf,vllm", "--out-dir", str(tmp_path)]
     done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "online_loop.py"), *args], capture_output=True,
                           text=True, timeout=600)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
