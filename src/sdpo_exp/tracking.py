@@ -72,10 +72,14 @@ class Tracker:
         if self._metrics is not None and not self._metrics.closed:
             self._metrics.close()
         if self._wandb is not None:
-            if preempting:
-                self._wandb.mark_preempting()
-            self._wandb.finish(exit_code=exit_code)
-            self._wandb = None
+            run, self._wandb = self._wandb, None
+            try:
+                if preempting:
+                    run.mark_preempting()
+                run.finish(exit_code=exit_code)
+            except Exception as exc:  # e.g. its service process killed by the same SLURM signal
+                log.warning("wandb could not close its run cleanly (%s: %s); the run's own files are "
+                            "complete", type(exc).__name__, exc)  # fmt: skip
 
 
 def _new_run_id() -> str:

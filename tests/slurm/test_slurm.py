@@ -106,7 +106,7 @@ def _steps_logged(job_dir: Path) -> int:
 def test_time_limit_and_preemption_requeue_and_resume_exactly(slurm, tmp_path):
     """Job 0 runs into its 2-minute limit (USR2: checkpoint, submitit requeues it); job 1 is requeued
     as by preemption (SIGTERM: checkpoint, SLURM requeues it). Both end with the weights of a run
-    that was never interrupted, bit for bit."""
+    that was never interrupted, bit for bit, and keep one wandb run (offline) across attempts."""
     steps = 1500
     train = _train_file(tmp_path, 139)
     run_args = [*TINY, f"dataset.train_path={train}", f"trainer.max_steps={steps}", "trainer.save_every=0",
@@ -124,7 +124,7 @@ def test_time_limit_and_preemption_requeue_and_resume_exactly(slurm, tmp_path):
     ]
     with open(log, "w") as fh:
         multirun = subprocess.Popen(
-            [sys.executable, str(REPO / "run.py"), "-m", *SLURM, *launcher, *run_args,
+            [sys.executable, str(REPO / "run.py"), "-m", *SLURM, *launcher, *run_args, "logger=wandb",
              "experiment_name=time_limit,preempted", f"hydra.sweep.dir={sweep}"],
             cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT,
         )  # fmt: skip
@@ -160,6 +160,12 @@ def test_time_limit_and_preemption_requeue_and_resume_exactly(slurm, tmp_path):
         assert json.loads((sweep / job / "summary.json").read_text())["steps"] == steps
         text = (sweep / job / "run.log").read_text()
         assert "Resumed from" in text
+        # one wandb run across the attempts: every attempt's offline run carries the same id
+        run_id = (sweep / job / "wandb_run_id").read_text().strip()
+        offline = sorted((sweep / job / "wandb").glob("offline-run-*"))
+        assert len(offline) == len(statuses) + 1 and all(p.name.endswith(f"-{run_id}") for p in offline), (
+            offline
+        )
         got = final_weights(sweep / job)
         assert got.keys() == expected.keys()
         assert all(torch.equal(got[k], expected[k]) for k in expected), (

@@ -107,10 +107,10 @@ def execute(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
         log.exception("Task %s failed", cfg.task.name)
         raise
     finally:
-        tracker.close(exit_code, preempting=stopped is not None)
         record["end_time"] = run_info.now()
-        if main:
+        if main:  # first: nothing below may keep the run's record from being written
             run_info.write(run_dir / "run.json", record)
+        tracker.close(exit_code, preempting=stopped is not None)
         lock.release()
     assert stopped is not None  # every other way out of the try returned or raised
     try:
