@@ -203,6 +203,9 @@ def accumulation_cases() -> dict[str, Any]:
         "full_kl": lambda n: FullKLLossConfig(chunk_size=4, length_norm=n),
         "topk": lambda n: TopKLossConfig(chunk_size=4, length_norm=n, k=6),
         "jsd": lambda n: JSDLossConfig(chunk_size=4, length_norm=n, alpha=0.1),
+        # the teacher reusing the student's keys/values of the shared prompt (rows' prefixes differ)
+        "pg_shared": lambda n: PGLossConfig(chunk_size=4, length_norm=n, shared_prefix=True),
+        "topk_shared": lambda n: TopKLossConfig(chunk_size=4, length_norm=n, k=6, shared_prefix=True),
     }
     return {f"{name}-{norm.value}": make(norm) for name, make in makers.items() for norm in LengthNorm}
 

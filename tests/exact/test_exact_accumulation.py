@@ -1,6 +1,7 @@
 """One optimiser step's loss and gradient do not depend on how its sequences are split.
 
-For every loss and both normalisations, with unequal completion lengths (1, 2, 9, 10) and padding:
+For every loss (and the shared-prefix teacher pass) and both normalisations, with unequal completion
+lengths (1, 2, 9, 10) and padding:
 one micro-batch of four = two accumulated micro-batches of two = two processes (gloo, DDP) with
 one micro-batch of two each, split differently; all equal to plain autograd of the step's loss
 written out in the test (`exact_reference`).

@@ -152,11 +152,10 @@ def _multirun(sweep_dir: Path | None) -> dict[str, Any]:
     return {}
 
 
-def swept_keys(rows: list[JobRow], sweep_dir: Path | None = None) -> list[str]:
-    """The overrides the multirun command swept (an Optuna search's parameters too), then any other
-    override that differs between jobs."""
+def swept_keys(rows: list[JobRow], hydra: dict[str, Any] | None = None) -> list[str]:
+    """The overrides the multirun command swept (an Optuna search's parameters too; `hydra`: the
+    sweep's Hydra node), then any other override that differs between jobs."""
     keys: list[str] = []
-    hydra = _multirun(sweep_dir)
     if hydra:
         from hydra.core.override_parser.overrides_parser import OverridesParser
 
@@ -308,9 +307,10 @@ def summarize(sweep_dir: Path) -> list[JobRow]:
     if not sweep_dir.is_dir():
         raise FileNotFoundError(f"no sweep directory {sweep_dir}")
     rows = collect(sweep_dir)
-    keys = swept_keys(rows, sweep_dir)
+    hydra = _multirun(sweep_dir)
+    keys = swept_keys(rows, hydra)
     metric = optimized_metric(rows)
-    direction = (_multirun(sweep_dir).get("sweeper") or {}).get("direction")
+    direction = (hydra.get("sweeper") or {}).get("direction")
     direction = str(direction) if isinstance(direction, str) else None
     write_csv(rows, keys, sweep_dir / CSV)
     (sweep_dir / MARKDOWN).write_text(markdown(rows, keys, metric, sweep_dir, direction))

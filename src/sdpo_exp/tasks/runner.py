@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import traceback
 from pathlib import Path
@@ -14,6 +13,7 @@ from omegaconf import DictConfig
 from sdpo_exp import run_info
 from sdpo_exp.config.values import check_values
 from sdpo_exp.errors import ConfigError, SdpoError
+from sdpo_exp.log_setup import process_rank
 from sdpo_exp.run_lock import RunLock
 from sdpo_exp.seeding import seed_everything
 from sdpo_exp.tasks import check_optimized_metric, get_task, task_config
@@ -23,10 +23,6 @@ from sdpo_exp.training.distributed import export_job_distribution
 from sdpo_exp.training.preemption import Preempted
 
 log = logging.getLogger(__name__)
-
-
-def _is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 def _earlier_attempts(path: Path) -> list[dict]:
@@ -53,7 +49,7 @@ def execute(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     by preemption or its time limit is recorded as such, then handed over (requeue or exit)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     export_job_distribution()  # the tasks of a multi-task SLURM job become one distributed run
-    main = _is_main_process()
+    main = process_rank() == 0
     record = run_info.start_record(cfg.task.name, sys.argv)
     lock = RunLock(run_dir)
     if main:  # refuses a directory another live run holds, before writing anything in it

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import random
-import subprocess
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -18,50 +17,28 @@ from sdpo_exp.errors import ConfigError
 log = logging.getLogger(__name__)
 
 
-def _job_layout() -> dict[str, Any] | None:
-    """Rank, world size, local rank, hosts and job id of this task in a submitit or srun job."""
-    if os.environ.get("SUBMITIT_EXECUTOR"):
-        import submitit
-
-        env = submitit.JobEnvironment()
-        return {"rank": env.global_rank, "world": env.num_tasks, "local": env.local_rank,
-                "local_world": env.num_tasks // max(env.num_nodes, 1), "hosts": env.hostnames, "job": env.job_id}  # fmt: skip
-    if "SLURM_PROCID" in os.environ and int(os.environ.get("SLURM_NTASKS", "1")) > 1:
-        nodes = os.environ.get("SLURM_JOB_NODELIST", "localhost")
-        try:
-            out = subprocess.run(
-                ["scontrol", "show", "hostnames", nodes], capture_output=True, text=True, timeout=30
-            )
-            hosts = out.stdout.split() or [nodes]
-        except (OSError, subprocess.TimeoutExpired):
-            hosts = [nodes]
-        world = int(os.environ["SLURM_NTASKS"])
-        return {"rank": int(os.environ["SLURM_PROCID"]), "world": world, "local": int(os.environ.get("SLURM_LOCALID", 0)),
-                "local_world": world // max(int(os.environ.get("SLURM_NNODES", 1)), 1), "hosts": hosts,
-                "job": os.environ.get("SLURM_JOB_ID", "0")}  # fmt: skip
-    return None
-
-
 def export_job_distribution() -> bool:
-    """In a SLURM (or submitit local) job with several tasks, set torch.distributed's environment (RANK,
-    WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT) from the job's variables, so that the tasks form
-    one training run. Variables a launcher already set (torchrun) are kept. True when it exported."""
-    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+    """In a submitit job (SLURM or local) with several tasks, set torch.distributed's environment (RANK,
+    WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT) from submitit's view of the job, so that the tasks
+    form one training run. Variables a launcher already set (torchrun) are kept. True when it exported."""
+    if ("RANK" in os.environ and "WORLD_SIZE" in os.environ) or not os.environ.get("SUBMITIT_EXECUTOR"):
         return False
-    layout = _job_layout()
-    if layout is None or layout["world"] <= 1:
+    import submitit
+
+    env = submitit.JobEnvironment()
+    if env.num_tasks <= 1:
         return False
-    port = os.environ.get("MASTER_PORT") or str(random.Random(str(layout["job"])).randint(20000, 60000))
+    port = os.environ.get("MASTER_PORT") or str(random.Random(str(env.job_id)).randint(20000, 60000))
     values = {
-        "RANK": layout["rank"],
-        "WORLD_SIZE": layout["world"],
-        "LOCAL_RANK": layout["local"],
-        "LOCAL_WORLD_SIZE": layout["local_world"],
-        "MASTER_ADDR": layout["hosts"][0],
+        "RANK": env.global_rank,
+        "WORLD_SIZE": env.num_tasks,
+        "LOCAL_RANK": env.local_rank,
+        "LOCAL_WORLD_SIZE": env.num_tasks // max(env.num_nodes, 1),
+        "MASTER_ADDR": env.hostnames[0],
         "MASTER_PORT": port,
     }
     os.environ.update({k: str(v) for k, v in values.items()})
-    log.info("Process %d of %d in job %s (master %s:%s)", layout["rank"], layout["world"], layout["job"],
+    log.info("Process %d of %d in job %s (master %s:%s)", env.global_rank, env.num_tasks, env.job_id,
              values["MASTER_ADDR"], port)  # fmt: skip
     return True
 
