@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """sdpo-exp: the single entry point. `python run.py --help` lists the config groups.
 
-`python run.py` with no override runs the CPU demo (`experiment=demo`: online SDPO with a simulated
-user); any override composes from the plain defaults of `conf/config.yaml` instead."""
+`python run.py` runs the CPU demo (`experiment=demo`: online SDPO with a simulated user, against a
+control); so does any command line that picks neither a task nor an experiment (`python run.py seed=2`
+is the demo with seed 2). `task=...` or `experiment=...` composes from `conf/config.yaml` as usual."""
 
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ from sdpo_exp.run_lock import RunDirectoryInUse, describe, holder
 from sdpo_exp.tasks import check_optimized_metric, task_config
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
-DEFAULT_RUN = "experiment=demo"  # what `python run.py` runs when no override is given
+DEFAULT_RUN = "experiment=demo"  # what `python run.py` runs unless a task or an experiment is chosen
+# Overrides that choose what runs: with neither, the command line is the default run plus its overrides.
+_CHOOSERS = ("task", "experiment")
 
 # Hydra flags that take a value, and flags after which our own config check does not apply.
 _FLAGS_WITH_VALUE = {
@@ -108,6 +111,10 @@ def _refuse_a_live_run_directory(overrides: list[str]) -> None:
                 sys.exit(2)
 
 
+def _chooses_a_run(overrides: list[str]) -> bool:
+    return any(o.lstrip("+~").split("=", 1)[0] in _CHOOSERS for o in overrides)
+
+
 def _print_task_config(argv: list[str], composed: list) -> bool:
     """`--cfg job` (not in a sweep): the config as the task reads it, unused groups named at the top."""
     if "--cfg=job" not in argv and not any(
@@ -133,9 +140,9 @@ def cli() -> None:
         sys.stdout.write(help_text(CONF_DIR))
         return
     overrides = _overrides(argv)
-    if overrides == []:
+    if overrides is not None and not _chooses_a_run(overrides):
         sys.argv.append(DEFAULT_RUN)
-        overrides = [DEFAULT_RUN]
+        overrides = [*overrides, DEFAULT_RUN]
     if overrides is not None:
         try:
             composed = check_overrides(CONF_DIR, overrides)

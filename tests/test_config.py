@@ -54,7 +54,8 @@ def test_every_option_composes_to_a_typed_node(compose, conf_dir, group):
         # values the types accept but the run cannot use: caught before anything loads
         ("loss=jsd loss.alpha=3", "loss.alpha=3.0 is out of range: it must be in [0, 1]"),
         ("loss.chunk_size=0", "loss.chunk_size=0 is out of range: it must be an integer >= 1"),
-        ("trainer.lr=-1e-5", "trainer.lr=-1e-05 is out of range: it must be a number > 0"),
+        ("trainer.lr=-1e-5", "trainer.lr=-1e-05 is out of range: it must be a number >= 0"),
+        ("trainer.lr=0", None),  # the simplest control: everything runs, nothing changes
         ("trainer.warmup_ratio=2", "trainer.warmup_ratio=2.0 is out of range: it must be in [0, 1]"),
         ("trainer.max_steps=0", "trainer.max_steps=0 is out of range"),
         ("trainer.max_steps=-1", None),  # -1: no limit, as in transformers and TRL
@@ -188,3 +189,43 @@ def test_cfg_job_shows_only_the_groups_the_task_reads(run_cli, tmp_path):
     assert "simulator" not in body and "judge" not in body and body.trainer.lr == 2e-5
     online = run_cli(["--cfg", "job"])  # the demo: an online run reads every group
     assert not online.stdout.startswith("#") and "simulator:" in online.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [[], ["seed=3"], ["hydra.run.dir=/tmp/any_dir"], ["model.lora.enabled=true", "seed=3"]],
+)
+def test_the_default_run_with_any_override_is_the_demo(run_cli, args):
+    proc = run_cli([*args, "--cfg", "job"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    cfg = OmegaConf.create(proc.stdout)
+    assert cfg.task.name == "online" and cfg.experiment_name == "demo"
+    assert list(cfg.task.controls) == ["unrelated"] and cfg.task.oracle is True
+    assert cfg.simulator.name == "rule_based" and cfg.dataset.name == "online_demo"
+    assert cfg.seed == (3 if "seed=3" in args else 1234)
+
+
+@pytest.mark.parametrize(
+    ("args", "task"),
+    [
+        (["task=offline"], "offline"),
+        (["experiment=offline_demo"], "offline"),
+        (["task=signal", "seed=2"], "signal"),
+    ],
+)
+def test_choosing_a_task_or_an_experiment_leaves_the_demo(run_cli, args, task):
+    proc = run_cli([*args, "--cfg", "job"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    body = "\n".join(line for line in proc.stdout.splitlines() if not line.startswith("#"))
+    cfg = OmegaConf.create(body)
+    assert cfg.task.name == task and cfg.get("experiment_name") != "demo"
+
+
+def test_task_controls_must_name_simulators(conf_dir):
+    from sdpo_exp.config.check import check_overrides
+
+    with pytest.raises(ConfigError, match="task.controls names 'unrelatd', which is not a simulator"):
+        check_overrides(conf_dir, ["task=online", "task.controls=[unrelatd]"])
+    with pytest.raises(ConfigError, match="lists a simulator twice"):
+        check_overrides(conf_dir, ["task=online", "task.controls=[neutral,neutral]"])
+    check_overrides(conf_dir, ["task=online", "task.controls=[unrelated,neutral]"])

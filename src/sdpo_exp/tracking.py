@@ -82,6 +82,33 @@ class Tracker:
                             "complete", type(exc).__name__, exc)  # fmt: skip
 
 
+class PartTracker(Tracker):
+    """One part of a run (an arm of a comparison): its own `metrics.jsonl` and `summary.json` in
+    `run_dir`, and the run's wandb run (if any) with every key prefixed `<prefix>/` and steps shifted
+    by `step_offset`, so that the parts follow one another on one step axis."""
+
+    def __init__(self, parent: Tracker, run_dir: Path, prefix: str, step_offset: int = 0) -> None:
+        super().__init__(run_dir, wandb_run=None, enabled=parent.enabled)
+        self.parent, self.prefix, self.step_offset = parent, prefix, int(step_offset)
+
+    def _prefixed(self, metrics: Mapping[str, Any]) -> dict[str, Any]:
+        return {f"{self.prefix}/{k}": v for k, v in _clean(metrics).items()}
+
+    def log(self, metrics: Mapping[str, Any], step: int) -> None:
+        super().log(metrics, step)
+        if self.enabled and self.parent._wandb is not None:
+            self.parent._wandb.log(self._prefixed(metrics), step=self.step_offset + int(step))
+
+    def log_summary(self, metrics: Mapping[str, Any]) -> None:
+        super().log_summary(metrics)
+        if self.enabled and self.parent._wandb is not None:
+            self.parent._wandb.summary.update(self._prefixed(metrics))
+
+    def update_config(self, values: Mapping[str, Any]) -> None:
+        if self.enabled and self.parent._wandb is not None:
+            self.parent._wandb.config.update(self._prefixed(values), allow_val_change=True)
+
+
 def _new_run_id() -> str:
     alphabet = string.ascii_lowercase + string.digits
     return "".join(secrets.choice(alphabet) for _ in range(8))

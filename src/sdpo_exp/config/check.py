@@ -53,6 +53,18 @@ def _compose(config_dir: Path, overrides: list[str], config_name: str) -> DictCo
         raise ConfigError(_composition_error(exc, config_dir, overrides, config_name)) from None
 
 
+def compose_option(config_dir: Path, group: str, option: str) -> DictConfig:
+    """The node of `group=option` as Hydra composes it (its schema and defaults applied), for a part
+    of a run that uses another option of a group (a control arm's simulator). Inside a running Hydra
+    app its own global state is used; elsewhere it is set up for the call."""
+    overrides = [f"{group}={option}"]
+    if GlobalHydra.instance().is_initialized():
+        cfg = _compose(config_dir, overrides, "config")
+    else:
+        cfg = compose_config(config_dir, overrides)
+    return cfg[group]
+
+
 def check_overrides(
     config_dir: Path, overrides: Sequence[str], config_name: str = "config"
 ) -> list[DictConfig]:

@@ -12,6 +12,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from sdpo_exp.config.paths import CONF_DIR
 from sdpo_exp.errors import ConfigError
 
 Check = tuple[str, Callable[[Any], bool], str]  # (key, predicate on its value, what it may be)
@@ -38,7 +39,7 @@ def _unit_interval(x: Any) -> bool:
 
 
 TRAINER: list[Check] = [
-    ("lr", _positive, "a number > 0"),
+    ("lr", _non_negative, "a number >= 0 (0: every step runs and nothing changes, a control)"),
     ("weight_decay", _non_negative, ">= 0"),
     ("adam_beta1", lambda x: 0 <= float(x) < 1, "in [0, 1)"),
     ("adam_beta2", lambda x: 0 <= float(x) < 1, "in [0, 1)"),
@@ -96,6 +97,7 @@ EVAL: list[Check] = [
     ("num_eval_prompts", _at_least_one, "an integer >= 1"),
     ("bootstrap_samples", _non_negative, ">= 0"),
     ("max_new_tokens", lambda x: x is None or int(x) >= 1, "null or an integer >= 1"),
+    ("batch_size", lambda x: x is None or int(x) >= 1, "null or an integer >= 1"),
 ]
 ANTHROPIC: list[Check] = [
     ("max_tokens", _at_least_one, "an integer >= 1"),
@@ -146,6 +148,20 @@ def unknown_keys(cfg: Any, prefix: str = "") -> list[str]:
     return found
 
 
+def _check_controls(task: Any) -> None:
+    controls = [str(c) for c in task.get("controls") or []]
+    options = sorted(p.stem for p in (CONF_DIR / "simulator").glob("*.yaml"))
+    for name in controls:
+        if name not in options:
+            raise ConfigError(
+                f"task.controls names '{name}', which is not a simulator; valid choices: {', '.join(options)}"
+            )
+        if name == "user":
+            raise ConfigError("task.controls: 'user' is the name of the run's own arm")
+    if len(set(controls)) != len(controls):
+        raise ConfigError(f"task.controls lists a simulator twice: {controls}")
+
+
 def check_values(cfg: DictConfig) -> None:
     """Raise ConfigError (one line) for the first value out of range or key outside its schema."""
     extra = [k for k in unknown_keys(cfg) if not k.startswith("hydra.")]
@@ -173,6 +189,7 @@ def check_values(cfg: DictConfig) -> None:
     task = cfg.get("task")
     if task is not None and str(task.name) == "online":
         _run(task, "task", ONLINE)
+        _check_controls(task)
         if str(_v(task.schedule)) == "flip" and not 0 < int(task.flip_after) < int(task.num_interactions):
             raise ConfigError(
                 f"task.flip_after={task.flip_after} must lie between 0 and task.num_interactions={task.num_interactions}"

@@ -10,10 +10,14 @@ from typing import Any
 
 
 def plot_winrate(
-    rows: Sequence[dict[str, Any]], switch_points: Sequence[int], path: Path, title: str
+    rows: Sequence[dict[str, Any]],
+    switch_points: Sequence[int],
+    path: Path,
+    title: str,
+    oracle: Sequence[dict[str, Any]] = (),
 ) -> Path:
     """One line per (profile, baseline) over `interactions`, a band of +-1 analytic SE, dashed lines at
-    the switch points, 50% dotted."""
+    the switch points, 50% dotted; the in-context oracle's win rate per profile as a dash-dotted line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -33,6 +37,7 @@ def plot_winrate(
         lo = [y - s if math.isfinite(y) else math.nan for y, s in zip(ys, se, strict=True)]
         hi = [y + s if math.isfinite(y) else math.nan for y, s in zip(ys, se, strict=True)]
         ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.15)
+    oracle_lines(ax, oracle)
     for x in switch_points:
         ax.axvline(x, color="grey", linestyle="--", linewidth=1)
     ax.axhline(0.5, color="grey", linestyle=":", linewidth=1)
@@ -45,6 +50,18 @@ def plot_winrate(
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def oracle_lines(ax: Any, oracle: Sequence[dict[str, Any]]) -> None:
+    """The in-context oracle's win rate per profile: a dash-dotted line with a +-1 SE band."""
+    for row in oracle:
+        if row.get("win_rate") is None:
+            continue
+        y, se = float(row["win_rate"]), float(row.get("se") or 0.0)
+        line = ax.axhline(
+            y, color="black", linestyle="-.", linewidth=1, label=f"in-context oracle ({row['profile']})"
+        )
+        ax.axhspan(y - se, y + se, color=line.get_color(), alpha=0.06)
 
 
 def plot_heatmap(rows: Sequence[dict[str, Any]], models: Sequence[str], profiles: Sequence[str], path: Path,

@@ -14,21 +14,29 @@ from sdpo_exp.data.prompt_files import Prompt
 from sdpo_exp.users import rules
 
 
-def greedy(max_new_tokens: int) -> dict[str, Any]:
-    return {
+def greedy(max_new_tokens: int, batch_size: int | None = None) -> dict[str, Any]:
+    """Greedy decoding settings; `batch_size` (None: the generator's own) for the hf backend."""
+    out: dict[str, Any] = {
         "do_sample": False,
         "temperature": 1.0,
         "top_p": 1.0,
         "top_k": 0,
         "max_new_tokens": int(max_new_tokens),
     }
+    if batch_size is not None:
+        out["batch_size"] = int(batch_size)
+    return out
 
 
 def policy_replies(
-    generator: Any, prompts: Sequence[Prompt], max_new_tokens: int, system: str | None = None
+    generator: Any,
+    prompts: Sequence[Prompt],
+    max_new_tokens: int,
+    system: str | None = None,
+    batch_size: int | None = None,
 ) -> list[str]:
     """Greedy replies of the generator's policy (optionally with `system` as the system prompt)."""
-    samples = generator.generate([p.messages(system) for p in prompts], greedy(max_new_tokens))
+    samples = generator.generate([p.messages(system) for p in prompts], greedy(max_new_tokens, batch_size))
     return [s.text for s in samples]
 
 

@@ -70,12 +70,17 @@ def write_report(
     before: Sequence[Mapping[str, Any]] = (),
     after: Sequence[Mapping[str, Any]] = (),
     plot: str | None = None,
+    oracle: Sequence[Mapping[str, Any]] = (),
 ) -> Path:
     lines = [f"# {title}", "", intro, "", "## Settings", "", "| setting | value |", "|---|---|"]
     lines += [f"| {k} | {_cell(v)} |" for k, v in settings.items()]
     if plot:
         lines += ["", f"![win rate]({plot})"]
     lines += ["", "## Win rates", "", *winrate_table(rows)]
+    if oracle:
+        lines += ["", "## The in-context oracle", "",
+                  "The untrained model told the profile in its system prompt, against the base model on the same "
+                  "held-out prompts: a reference for what the policy could reach.", "", *winrate_table(oracle)]  # fmt: skip
     rules = rule_table(rows)
     if rules:
         lines += ["", "## The replies, as the profile's rules see them", "",

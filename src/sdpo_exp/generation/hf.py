@@ -181,9 +181,16 @@ class HFGenerator:
         self.autocast = autocast or nullcontext
 
     def generate(self, chats: Sequence[Sequence[Mapping[str, str]]], sampling: Any) -> list[Sample]:
+        """`sampling` may carry its own `batch_size` (greedy evaluation batches wider than sampling)."""
+        size = sampling.get("batch_size") if isinstance(sampling, Mapping) else None
         with self.autocast():
             return sample_completions(
-                self.model, self.tokenizer, chats, sampling, self.chat_template_kwargs, self.batch_size
+                self.model,
+                self.tokenizer,
+                chats,
+                sampling,
+                self.chat_template_kwargs,
+                int(size or self.batch_size),
             )
 
     def sync_weights(self, model: Any) -> None:

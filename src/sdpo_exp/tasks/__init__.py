@@ -26,7 +26,7 @@ TASKS: dict[str, str] = {
     "prepare": "sdpo_exp.tasks.prepare",
     "offline": "sdpo_exp.tasks.offline",
     "signal": "sdpo_exp.tasks.signal",
-    "online": "sdpo_exp.tasks.online",
+    "online": "sdpo_exp.tasks.online_arms",
     "oracle": "sdpo_exp.tasks.oracle",
     "evaluate": "sdpo_exp.tasks.evaluate",
 }
@@ -46,7 +46,8 @@ METRICS: dict[str, tuple[str, ...]] = {
                "cases_followup_larger", "sampled_below_min_tokens", "skipped/*"),
     "online": ("final/*/vs_*/win_rate", "batches", "steps", "interactions", "interactions_offered", "no_followup",
                "train_seconds", "generate_seconds", "simulate_seconds", "update_seconds", "sync_seconds", "eval_seconds",
-               "interactions_per_minute", "simulator/*", "judge/*"),
+               "interactions_per_minute", "simulator/*", "judge/*", "oracle/*/win_rate", "*/final/*/vs_*/win_rate",
+               "compare/*/*/*", "seconds"),
     "oracle": ("final/*/win_rate", "final/*/coverage", "judge/*"),
     "evaluate": ("win_rate/*",),
 }  # fmt: skip

@@ -165,7 +165,7 @@ class OnlineRun:
     def evaluate(self) -> None:
         t0 = time.perf_counter()
         rows = self.judging.evaluate(self.state.batches * self.batch_size, self.state.batches, self.state.steps,
-                                     self.acc)  # fmt: skip
+                                     self.acc, untrained=self.state.steps == 0)  # fmt: skip
         self.state.eval_seconds += time.perf_counter() - t0
         if self.acc.is_main_process:
             self.files.add_winrates(rows)
@@ -174,6 +174,14 @@ class OnlineRun:
                 self.state.steps,
             )
 
+    def evaluate_oracle(self) -> None:
+        """The in-context oracle before any update: the same model told the profile, judged against the
+        base model on the same held-out prompts (a reference for what the policy could reach)."""
+        if self.acc.is_main_process:
+            path = self.run_dir / "eval_replies" / "outcomes_oracle.jsonl"
+            self.files.set_oracle(self.judging.evaluate_oracle(str(self.cfg.task.oracle_system_prompt), path))
+        self.acc.wait_for_everyone()
+
     # -- the loop ----------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         self._resume()
@@ -181,6 +189,8 @@ class OnlineRun:
         task, tcfg = self.cfg.task, self.cfg.trainer
         t0 = time.perf_counter()
         self.judging.prepare_baseline(self.state.batches == 0, self.acc)
+        if bool(task.oracle) and self.state.batches == 0:
+            self.evaluate_oracle()
         self.state.eval_seconds += time.perf_counter() - t0
         save_every = int(tcfg.save_every)
         eval_every = int(task.eval_every)
@@ -287,6 +297,9 @@ class OnlineRun:
         for r in rows:
             if r["interactions"] == end and r["win_rate"] is not None:
                 final[f"final/{r['profile']}/vs_{r['baseline']}/win_rate"] = float(r["win_rate"])
+        for r in self.files.oracle():
+            if r["win_rate"] is not None:
+                final[f"oracle/{r['profile']}/win_rate"] = float(r["win_rate"])
         out = {**asdict(self.state), **final}  # counts stay integers
         out["interactions_offered"] = self.state.batches * self.batch_size
         spent = self.state.train_seconds + self.state.eval_seconds

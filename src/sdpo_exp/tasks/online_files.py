@@ -12,6 +12,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from sdpo_exp.data.jsonl import AtomicJsonlWriter
 from sdpo_exp.evaluation.plots import plot_winrate
 from sdpo_exp.evaluation.report import write_report
 from sdpo_exp.training.resume import truncate_metrics
@@ -39,12 +40,15 @@ class OnlineFiles:
         self.run_dir, self.main = run_dir, main
         self.interactions_path = run_dir / "interactions.jsonl"
         self.winrate_path = run_dir / "winrate.jsonl"
+        self.oracle_path = run_dir / "oracle.jsonl"  # the in-context oracle's rows (task.oracle)
 
     def truncate(self, batches: int, steps: int, fresh: bool) -> None:
         """Keep what the checkpoint's state covers (nothing on a fresh start)."""
         removed = truncate_metrics(self.interactions_path, -1 if fresh else batches - 1, key="batch")
         removed += truncate_metrics(self.winrate_path, -1 if fresh else batches, key="batch")
         removed += truncate_metrics(self.run_dir / "metrics.jsonl", -1 if fresh else steps)
+        if fresh:
+            self.oracle_path.unlink(missing_ok=True)
         if removed:
             log.warning("Removed %d rows written by an earlier attempt after this point", removed)
 
@@ -59,6 +63,15 @@ class OnlineFiles:
     def winrates(self) -> list[dict[str, Any]]:
         return read_jsonl(self.winrate_path)
 
+    def set_oracle(self, rows: list[dict[str, Any]]) -> None:
+        if self.main:
+            with AtomicJsonlWriter(self.oracle_path) as out:
+                for row in rows:
+                    out.write(row)
+
+    def oracle(self) -> list[dict[str, Any]]:
+        return read_jsonl(self.oracle_path)
+
     def write_outputs(
         self,
         cfg: DictConfig,
@@ -71,7 +84,8 @@ class OnlineFiles:
         title = (
             f"{cfg.model.name}, {schedule.describe()}, simulator {cfg.simulator.name}, judge {cfg.judge.name}"
         )
-        plot_winrate(rows, schedule.switch_points, self.run_dir / "winrate.png", title)
+        oracle = self.oracle()
+        plot_winrate(rows, schedule.switch_points, self.run_dir / "winrate.png", title, oracle)
         trained = [r for r in read_jsonl(self.interactions_path) if "skipped" not in r]
         k = int(examples if examples is not None else cfg.task.get("report_examples", 3))
         first_batch = min((r["batch"] for r in trained), default=0)
@@ -103,7 +117,8 @@ class OnlineFiles:
             "from the rate; SE = sqrt(p(1-p)/decided pairs); coverage = share of decided pairs)."
         )
         write_report(self.run_dir / "report.md", "Online SDPO run", intro, settings, rows,
-                     pick(first_batch), pick(last_batch) if last_batch != first_batch else [], "winrate.png")  # fmt: skip
+                     pick(first_batch), pick(last_batch) if last_batch != first_batch else [], "winrate.png",
+                     oracle)  # fmt: skip
 
 
 def _backend(node: Any, key: str = "backend") -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from sdpo_exp.users.backends import ChatModel, make_chat_model
+from sdpo_exp.users.controls import POOLS
 from sdpo_exp.users.judge import Judge, make_judge
 from sdpo_exp.users.profiles import UserProfile
 from sdpo_exp.users.simulator import Simulator, make_simulator
@@ -13,7 +14,8 @@ from sdpo_exp.users.simulator import Simulator, make_simulator
 
 def _chat(cfg: Any, cache_dir: str, device: Any) -> ChatModel | None:
     backend = str(getattr(cfg.backend, "value", cfg.backend))
-    return None if backend == "rule_based" else make_chat_model(cfg, cache_dir, device)
+    model_free = backend == "rule_based" or backend in POOLS
+    return None if model_free else make_chat_model(cfg, cache_dir, device)
 
 
 class UserRoles:

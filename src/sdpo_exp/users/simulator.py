@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from sdpo_exp.errors import ConfigError
 from sdpo_exp.users import rules
 from sdpo_exp.users.backends import ChatModel
+from sdpo_exp.users.controls import POOLS, ControlSimulator
 from sdpo_exp.users.profiles import UserProfile
 from sdpo_exp.users.prompts import simulator_messages
 
@@ -91,6 +92,8 @@ def make_simulator(
     backend = str(getattr(cfg.backend, "value", cfg.backend))
     if backend == "rule_based":
         return RuleBasedSimulator(profile, int(cfg.max_complaints))
+    if backend in POOLS:
+        return ControlSimulator(profile, backend, list(cfg.get("messages") or []))
     from sdpo_exp.users.backends import make_chat_model
 
     return PromptedSimulator(profile, chat or make_chat_model(cfg, cache_dir, device))

@@ -24,6 +24,14 @@ class WinRateEvalConfig:
     # Greedy completions of this length (None: generation.max_new_tokens).
     max_new_tokens: int | None = None
     bootstrap_samples: int = 1000
+    # Prompts generated at once for the greedy replies (hf backend; None: generation.batch_size).
+    batch_size: int | None = None
+
+
+# The in-context oracle's system prompt; {profile} is the profile's description.
+ORACLE_SYSTEM_PROMPT = (
+    "Answer the user's request. The user has these preferences about style; follow them: {profile}"
+)
 
 
 @schema("task", "online")
@@ -44,6 +52,15 @@ class OnlineTaskConfig(TaskConfig):
     # sequential: the profiles in order (user_profile options); empty: the run's user_profile only.
     profiles: list[str] = field(default_factory=list)
     switch_every: int = 500
+    # Control arms: simulator options (`unrelated`, `neutral`, ...) that replace `simulator` in copies
+    # of this run (same seed, prompts, sampling and updates), trained one after the other in
+    # arms/<name>/ of the run directory after the run itself (arms/user/); the run then compares them
+    # prompt by prompt at every evaluation (report.md, comparison.json, winrate.png). Empty: no control.
+    controls: list[str] = field(default_factory=list)
+    # The in-context oracle (the profile in the system prompt of the untrained model, judged against
+    # the base model on the same held-out prompts) as a reference line: oracle.jsonl.
+    oracle: bool = False
+    oracle_system_prompt: str = ORACLE_SYSTEM_PROMPT
     # Interactions shown before and after training in report.md.
     report_examples: int = 3
     progress_bar: bool = True
@@ -56,9 +73,7 @@ class OracleTaskConfig(TaskConfig):
     name: str = "oracle"
     eval: WinRateEvalConfig = field(default_factory=WinRateEvalConfig)
     # The system prompt of the in-context oracle; {profile} is the profile's description.
-    system_prompt: str = (
-        "Answer the user's request. The user has these preferences about style; follow them: {profile}"
-    )
+    system_prompt: str = ORACLE_SYSTEM_PROMPT
 
 
 @schema("task", "evaluate")

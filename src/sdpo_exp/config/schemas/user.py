@@ -3,7 +3,8 @@
 A simulator plays the user of `user_profile` (it writes the follow-up o to a reply); a judge, playing
 the same user, says which of two replies it prefers. Each runs on one backend: `rule_based` (no
 model: deterministic rules per profile), `hf` or `vllm` (a local model with the paper's prompts), or
-`anthropic` (Claude through the Messages API with the paper's prompts).
+`anthropic` (Claude through the Messages API with the paper's prompts). A simulator may also be a
+control user, `unrelated` or `neutral`, whose follow-ups say nothing about the reply.
 """
 
 from __future__ import annotations
@@ -41,6 +42,22 @@ class RuleBasedUserConfig:
     backend: UserBackend = UserBackend.rule_based
     # The simulator names at most this many of the problems it finds in one follow-up.
     max_complaints: int = 2
+
+
+class ControlKind(Enum):
+    unrelated = "unrelated"  # a new request on another subject
+    neutral = "neutral"  # a content-free acknowledgement ("ok, thanks")
+
+
+@dataclass
+class ControlUserConfig:
+    """A control user (simulator only): its follow-up carries no information about the reply
+    (`sdpo_exp.users.controls`), so a run with it is the control of the same run with a real user."""
+
+    name: str = MISSING
+    backend: ControlKind = MISSING
+    # The messages to draw from; empty: the project's pool for `backend`.
+    messages: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -83,3 +100,4 @@ for _group in ("simulator", "judge"):
     schema(_group, "rule_based")(RuleBasedUserConfig)
     schema(_group, "local")(LocalUserConfig)
     schema(_group, "anthropic")(AnthropicUserConfig)
+schema("simulator", "control")(ControlUserConfig)
