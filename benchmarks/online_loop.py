@@ -5,8 +5,9 @@ launchers/vllm_cpu_env.sh).
 
     .venv/bin/python benchmarks/online_loop.py [--interactions 32] [--backends hf,vllm] [--out-dir docs]
 
-Each backend runs `experiment=demo` shortened to `--interactions` interactions (batches of 8, one
-update each, greedy evaluation of 8 held-out prompts at the start and the end) in a fresh process;
+Each backend runs `experiment=demo` without its control arm and oracle, shortened to `--interactions`
+interactions (the demo's batches, one update each, greedy evaluation of 8 held-out prompts at the
+start and the end) in a fresh process;
 the figures come from the run's own timers (summary.json). `--tiny` runs `model=tiny_random` with
 short replies, in seconds (what the test suite runs). Results: the section between the `online`
 markers of `<out>/benchmarks.md` and `<out>/benchmarks_online.json`; `<out>` is docs/ (with --tiny:
@@ -36,7 +37,7 @@ START, END = "<!-- online:start -->", "<!-- online:end -->"
 def overrides(interactions: int, tiny: bool, backend: str, run_dir: Path) -> list[str]:
     out = ["experiment=demo", f"generation.backend={backend}", f"task.num_interactions={interactions}",
            "task.eval_every=0", "task.eval.num_eval_prompts=8", "task.progress_bar=false",
-           f"hydra.run.dir={run_dir}"]  # fmt: skip
+           "task.controls=[]", "task.oracle=false", f"hydra.run.dir={run_dir}"]  # fmt: skip
     if tiny:
         out += ["model=tiny_random", "generation.max_new_tokens=8", "trainer.max_completion_tokens=8",
                 "trainer.max_prompt_tokens=128", "task.eval.num_eval_prompts=2"]  # fmt: skip
@@ -128,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     (out_dir / "benchmarks_online.json").write_text(json.dumps(result, indent=2) + "\n")
     head = (f"Measured {info['date']} on {info['cpus']} CPUs ({info['platform']}), load average at the end "
                 f"{' / '.join(map(str, info['load_average']))}; `experiment=demo` shortened to {args.interactions} "
-                "interactions (SmolLM2-135M, batches of 8, 128-token replies, bf16 autocast), one run per backend.")  # fmt: skip
+                "interactions without its control arm (SmolLM2-135M, the demo's batches, 128-token replies, bf16 autocast), one run per backend.")  # fmt: skip
     write_section(out_dir / "benchmarks.md", head + "\n\n" + table(rows))
     return 0
 

@@ -94,3 +94,19 @@ def test_lr_zero_runs_everything_and_changes_nothing(compose, tmp_path):
     base = jsonl(runs[16] / "eval_replies" / "base.jsonl")
     assert jsonl(runs[16] / "eval_replies" / "at_16.jsonl") == base  # regenerated after 4 steps: unchanged
     assert all(r["ties"] == r["pairs"] for r in jsonl(runs[16] / "winrate.jsonl"))
+
+
+def test_the_untrained_policy_regenerates_the_base_replies_it_reuses(tiny_model, tiny_tokenizer):
+    # at 0 interactions the tracker reuses the base model's replies instead of generating them again;
+    # that is only right because greedy decoding of the same weights gives the same replies
+    from sdpo_exp.data.prompt_files import read_prompts
+    from sdpo_exp.evaluation.replies import policy_replies
+    from sdpo_exp.generation import make_generator
+
+    from conftest import REPO
+
+    held = read_prompts(REPO / "src/sdpo_exp/resources/online_demo/eval.jsonl", 6).prompts
+    policy = make_generator("hf", tiny_model, tiny_tokenizer, {}, 4)
+    first = policy_replies(policy, held, 12)
+    assert policy_replies(policy, held, 12) == first
+    assert policy_replies(policy, held, 12, batch_size=6) == first  # one batch or two: the same replies

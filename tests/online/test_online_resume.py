@@ -53,3 +53,37 @@ def test_sigkill_mid_run_then_resume_repeats_the_run_exactly(tmp_path):
     assert rows(killed) == rows(plain)
     a, b = final_weights(plain), final_weights(killed)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_run_with_a_control_killed_in_its_second_arm_resumes_there(tmp_path):
+    """The finished arm is not run again; the control arm continues from its checkpoint; the
+    comparison equals an uninterrupted run's."""
+    args = ["task.controls=[unrelated]", "user_profile=no_questions_back"]
+    plain, killed = tmp_path / "plain", tmp_path / "killed"
+    with open(tmp_path / "plain.log", "w") as log, open(tmp_path / "killed.log", "w") as klog:
+        uninterrupted = cli([*_overrides(plain), *args], stdout=log, stderr=log)
+        victim = cli([*_overrides(killed), *args], stdout=klog, stderr=klog)
+        control = killed / "arms" / "unrelated"
+        deadline = time.monotonic() + 300
+        while not (control / "checkpoints" / "step-2" / COMPLETE).exists():
+            assert victim.poll() is None, (tmp_path / "killed.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "no checkpoint appeared in the control arm"
+            time.sleep(0.05)
+        victim.send_signal(signal.SIGKILL)
+        assert victim.wait(timeout=60) == -signal.SIGKILL
+        assert uninterrupted.wait(timeout=300) == 0, (tmp_path / "plain.log").read_text()[-3000:]
+    assert not (control / "final").exists(), "the arm finished before it was killed; the test proved nothing"
+    user_done = (killed / "arms" / "user" / "arm.json").stat().st_mtime_ns
+    with open(tmp_path / "resumed.log", "w") as log:
+        again = cli([*_overrides(killed), *args], stdout=log, stderr=log)
+        assert again.wait(timeout=300) == 0, (tmp_path / "resumed.log").read_text()[-3000:]
+    text = (killed / "run.log").read_text()
+    assert "Arm user finished in an earlier attempt" in text and "Resumed from" in text
+    assert (killed / "arms" / "user" / "arm.json").stat().st_mtime_ns == user_done
+    for arm in ("user", "unrelated"):
+        assert jsonl(killed / "arms" / arm / "interactions.jsonl") == jsonl(
+            plain / "arms" / arm / "interactions.jsonl"
+        )
+        a, b = final_weights(plain / "arms" / arm), final_weights(killed / "arms" / arm)
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    assert (killed / "comparison.json").read_text() == (plain / "comparison.json").read_text()

@@ -47,6 +47,8 @@ EXAMPLES = {
     "exclamations": ("It boils at 100 °C! Amazing!", PLAIN),
     "preamble": ("There are many factors to consider. Water boils at 100 °C.", PLAIN),
     "code_block": ("```python\nprint(100)\n```", PLAIN),
+    "repetitive": ("Water is wet. Water is wet. Water is wet. That is all.", PLAIN),
+    "apology": ("I'm sorry, but as an AI I cannot help with boiling water.", PLAIN),
 }
 
 
@@ -123,3 +125,22 @@ def test_a_profile_without_rules_is_a_clear_error():
         RuleBasedSimulator(UserProfile("custom", "You are playing the role of a user who ..."))
     with pytest.raises(ConfigError, match="no rules"):
         RuleBasedJudge(UserProfile("custom", "..."))
+
+
+def test_every_user_dislikes_repetition_and_an_opening_apology_unless_told_otherwise():
+    sorry = "I'm sorry for any misunderstanding, but as a chatbot I cannot help with that."
+    looping = "Boil the water. Boil the water. Boil the water. Boil the water."
+    judge = RuleBasedJudge(load_profile("answer_directly"))
+    assert judge.compare(["q", "q"], [PLAIN, PLAIN], [sorry, looping]) == ["A", "A"]
+    assert RuleBasedJudge(load_profile("answer_directly"), common_rules=False).compare(
+        ["q"], [PLAIN], [sorry]
+    ) == ["C"]
+    sim = RuleBasedSimulator(load_profile("no_emojis"))
+    assert sim.followup(sorry) in rules.RULES["apology"].complaints
+    assert sim.followup(looping) in rules.RULES["repetitive"].complaints
+    assert (
+        RuleBasedSimulator(load_profile("no_emojis"), common_rules=False).followup(sorry) in rules.APPROVALS
+    )
+    # the profile's own rules come first
+    both = RuleBasedSimulator(load_profile("no_emojis"), max_complaints=1).followup(sorry + " 😀")
+    assert both in rules.RULES["emojis"].complaints

@@ -4,7 +4,6 @@ a profile's rules say about them."""
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -56,20 +55,6 @@ def load_replies(path: Path, prompts: Sequence[Prompt]) -> list[str] | None:
     return [str(r["reply"]) for r in rows]
 
 
-_APOLOGY = re.compile(
-    r"^\W*(i'?m sorry|i apologi[sz]e|sorry|apologies|i'?m afraid|as an ai|i cannot|i can'?t)", re.I
-)
-
-
-def degenerate(reply: str) -> bool:
-    """A reply that repeats itself: a sentence said three times or more, or few distinct words."""
-    sentences = [s.strip().lower() for s in re.split(r"[.!?\n]+", reply) if len(s.strip()) > 10]
-    if sentences and max(sentences.count(s) for s in sentences) >= 3:
-        return True
-    tokens = rules.words(reply.lower())
-    return len(tokens) >= 40 and len(set(tokens)) / len(tokens) < 0.35
-
-
 def reply_metrics(profile: str, replies: Sequence[str]) -> dict[str, float]:
     """Mean length in words, the share of replies that open with an apology or refusal and of replies
     that repeat themselves (signs that a policy games the user instead of helping), and, for a profile
@@ -77,8 +62,8 @@ def reply_metrics(profile: str, replies: Sequence[str]) -> dict[str, float]:
     n = max(len(replies), 1)
     out = {
         "mean_words": sum(len(rules.words(r)) for r in replies) / n,
-        "share_apology": sum(bool(_APOLOGY.search(r)) for r in replies) / n,
-        "share_repetitive": sum(degenerate(r) for r in replies) / n,
+        "share_apology": sum(rules.opens_with_apology(r) for r in replies) / n,
+        "share_repetitive": sum(rules.repetitive(r) for r in replies) / n,
     }
     if profile in rules.PROFILE_RULES:
         broken = [rules.broken_rules(profile, r) for r in replies]

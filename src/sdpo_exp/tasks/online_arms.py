@@ -71,14 +71,15 @@ class ControlledRun:
             log.info("Arm %d of %d: %s (simulator %s)", k + 1, len(self.arms), arm, self._simulator(arm))
             results[arm] = self.train(arm, offset)
             offset += int(results[arm].get("steps", 0)) + 1  # the arms follow one another in wandb
-        comparison = compare_arms(
-            self.arm_dir(MAIN), {c: self.arm_dir(c) for c in self.controls},
-            bootstrap_samples=int(self.cfg.task.eval.bootstrap_samples), seed=int(self.cfg.seed),
-        )  # fmt: skip
+        comparison = []
+        if self.ctx.is_main_process:  # the arms' files are the main process's
+            comparison = compare_arms(
+                self.arm_dir(MAIN), {c: self.arm_dir(c) for c in self.controls},
+                bootstrap_samples=int(self.cfg.task.eval.bootstrap_samples), seed=int(self.cfg.seed),
+            )  # fmt: skip
+            self._write_outputs(comparison)
         metrics = self._metrics(results, comparison)
         metrics["seconds"] = time.perf_counter() - t0
-        if self.ctx.is_main_process:
-            self._write_outputs(comparison)
         return metrics
 
     def train(self, arm: str, step_offset: int) -> dict[str, Any]:

@@ -28,16 +28,17 @@ class Judge(Protocol):
 
 
 class RuleBasedJudge:
-    """Prefers the reply that breaks fewer of the profile's rules; C when both break as many."""
+    """Prefers the reply that breaks fewer of the profile's rules (with `common_rules`, also those every
+    user holds: no repetition, no opening apology); C when both break as many."""
 
-    def __init__(self, profile: UserProfile) -> None:
+    def __init__(self, profile: UserProfile, common_rules: bool = True) -> None:
         check_rule_profile(profile)
-        self.profile = profile
+        self.profile, self.common = profile, bool(common_rules)
         self.counts: Counter[str] = Counter()
 
     def verdict(self, reply_a: str, reply_b: str) -> str:
-        a = len(rules.broken_rules(self.profile.name, reply_a))
-        b = len(rules.broken_rules(self.profile.name, reply_b))
+        a = len(rules.broken_rules(self.profile.name, reply_a, self.common))
+        b = len(rules.broken_rules(self.profile.name, reply_b, self.common))
         self.counts["calls"] += 1
         return "A" if a < b else "B" if b < a else "C"
 
@@ -76,7 +77,7 @@ def make_judge(
     client between the profiles of a schedule."""
     backend = str(getattr(cfg.backend, "value", cfg.backend))
     if backend == "rule_based":
-        return RuleBasedJudge(profile)
+        return RuleBasedJudge(profile, bool(cfg.get("common_rules", True)))
     from sdpo_exp.users.backends import make_chat_model
 
     return PromptedJudge(profile, chat or make_chat_model(cfg, cache_dir, device))

@@ -60,8 +60,27 @@ _PREAMBLE = re.compile(
 )
 
 
+_APOLOGY = re.compile(
+    r"^\W*(i'?m sorry|i apologi[sz]e|sorry|apologies|i'?m afraid|as an ai|i cannot|i can'?t)", re.I
+)
+
+
 def words(text: str) -> list[str]:
     return re.findall(r"\w+(?:['’]\w+)?", text)
+
+
+def opens_with_apology(text: str) -> bool:
+    """An apology or a refusal in the first words ("I'm sorry", "As an AI", "I can't")."""
+    return bool(_APOLOGY.search(text))
+
+
+def repetitive(text: str) -> bool:
+    """A reply that repeats itself: a sentence said three times or more, or few distinct words."""
+    sentences = [s.strip().lower() for s in re.split(r"[.!?\n]+", text) if len(s.strip()) > 10]
+    if sentences and max(sentences.count(s) for s in sentences) >= 3:
+        return True
+    tokens = words(text.lower())
+    return len(tokens) >= 40 and len(set(tokens)) / len(tokens) < 0.35
 
 
 def has_emoji(text: str) -> bool:
@@ -248,6 +267,20 @@ RULES: dict[str, Rule] = {
             "Get to the point in the first sentence.",
         ),
         _rule(
+            "repetitive",
+            repetitive,
+            "You keep repeating the same thing.",
+            "That says the same thing over and over. Just answer once.",
+            "Why does it repeat itself so much?",
+        ),
+        _rule(
+            "apology",
+            opens_with_apology,
+            "No need to apologise, just answer the question.",
+            "Why the apology? I asked a normal question.",
+            "Please just answer what I asked.",
+        ),
+        _rule(
             "code_block",
             lambda t: "```" in t,
             "No code blocks please, just explain.",
@@ -282,15 +315,26 @@ PROFILE_RULES: dict[str, tuple[str, ...]] = {
     "no_code": ("code_block",),
 }
 
+# What every user dislikes, whatever the profile: a reply that repeats itself, or that opens with an
+# apology or a refusal of a harmless everyday request. A model judge would not prefer such a reply; a
+# rule-based judge that saw only the profile's rules would (a policy that collapses into "I'm sorry
+# ..." breaks no style rule). The rule-based user and judge apply them after the profile's rules
+# (`common_rules: true`, the default).
+COMMON_RULES: tuple[str, ...] = ("repetitive", "apology")
+
 APPROVALS = ("That works, thanks.", "Good, that's what I wanted.", "OK, that's clear.")
 
 
-def rules_for(profile: str) -> tuple[Rule, ...]:
+def rules_for(profile: str, common: bool = False) -> tuple[Rule, ...]:
+    """The profile's rules, then (with `common`) the rules every user holds."""
     if profile not in PROFILE_RULES:
         raise KeyError(profile)
-    return tuple(RULES[name] for name in PROFILE_RULES[profile])
+    names = list(PROFILE_RULES[profile])
+    if common:
+        names += [n for n in COMMON_RULES if n not in names]
+    return tuple(RULES[name] for name in names)
 
 
-def broken_rules(profile: str, reply: str) -> list[Rule]:
-    """The profile's rules that `reply` breaks, in the profile's order."""
-    return [rule for rule in rules_for(profile) if rule.broken(reply)]
+def broken_rules(profile: str, reply: str, common: bool = False) -> list[Rule]:
+    """The rules of `rules_for(profile, common)` that `reply` breaks, in that order."""
+    return [rule for rule in rules_for(profile, common) if rule.broken(reply)]

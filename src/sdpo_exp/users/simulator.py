@@ -41,18 +41,18 @@ def check_rule_profile(profile: UserProfile) -> None:
 
 
 class RuleBasedSimulator:
-    """Names what the profile's user dislikes in the reply (at most `max_complaints` problems), or
-    approves briefly. Deterministic: the phrasing is picked by a hash of the reply."""
+    """Names what the profile's user dislikes in the reply (at most `max_complaints` problems; with
+    `common_rules`, also a reply that repeats itself or opens with an apology), or approves briefly. Deterministic: the phrasing is picked by a hash of the reply."""
 
-    def __init__(self, profile: UserProfile, max_complaints: int = 2) -> None:
+    def __init__(self, profile: UserProfile, max_complaints: int = 2, common_rules: bool = True) -> None:
         check_rule_profile(profile)
         if max_complaints < 1:
             raise ConfigError("simulator.max_complaints must be >= 1")
-        self.profile, self.max_complaints = profile, int(max_complaints)
+        self.profile, self.max_complaints, self.common = profile, int(max_complaints), bool(common_rules)
         self.counts: Counter[str] = Counter()
 
     def followup(self, reply: str) -> str:
-        broken = rules.broken_rules(self.profile.name, reply)
+        broken = rules.broken_rules(self.profile.name, reply, self.common)
         self.counts["calls"] += 1
         if not broken:
             self.counts["approvals"] += 1
@@ -91,7 +91,7 @@ def make_simulator(
     client between the profiles of a schedule."""
     backend = str(getattr(cfg.backend, "value", cfg.backend))
     if backend == "rule_based":
-        return RuleBasedSimulator(profile, int(cfg.max_complaints))
+        return RuleBasedSimulator(profile, int(cfg.max_complaints), bool(cfg.get("common_rules", True)))
     if backend in POOLS:
         return ControlSimulator(profile, backend, list(cfg.get("messages") or []))
     from sdpo_exp.users.backends import make_chat_model

@@ -42,6 +42,9 @@ class RuleBasedUserConfig:
     backend: UserBackend = UserBackend.rule_based
     # The simulator names at most this many of the problems it finds in one follow-up.
     max_complaints: int = 2
+    # Besides the profile's rules, those every user holds: a reply that repeats itself or opens with an
+    # apology or a refusal is complained about (simulator) and counts as a broken rule (judge).
+    common_rules: bool = True
 
 
 class ControlKind(Enum):
