@@ -168,7 +168,9 @@ def plot_arms(
         for profile in sorted({r["profile"] for r in points}):
             mine = [r for r in points if r["profile"] == profile]
             xs = [r["interactions"] for r in mine]
-            ys = [math.nan if r["win_rate"] is None else r["win_rate"] for r in mine]
+            # at 0 interactions the policy is the base model: every pair a tie, 50% by definition
+            ys = [0.5 if r["interactions"] == 0 and r["ties"] == r["pairs"] else
+                  math.nan if r["win_rate"] is None else r["win_rate"] for r in mine]  # fmt: skip
             se = [r["se"] or 0.0 for r in mine]
             name = "SDPO (the profile's user)" if label == "user" else f"control: {label} follow-ups"
             (line,) = ax.plot(
@@ -186,6 +188,9 @@ def plot_arms(
             fontsize=7,
             color="dimgrey",
         )
+    if comparison:
+        ax.text(0.99, 0.08, "p: sign test, SDPO against the control, prompt by prompt", transform=ax.transAxes,
+                ha="right", fontsize=7, color="dimgrey")  # fmt: skip
     ax.axhline(0.5, color="grey", linestyle=":", linewidth=1)
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("interactions")
