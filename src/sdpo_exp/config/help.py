@@ -13,7 +13,12 @@ sdpo-exp: SDPO from user interactions (self-distillation from follow-up messages
 
 Usage: python run.py [GROUP=OPTION ...] [KEY=VALUE ...] [-m] [--cfg job]
 
+Without task= or experiment=, python run.py is the CPU demo (experiment=demo: online SDPO against an
+unrelated-follow-up control, about 15 minutes on 2 cores) with the overrides given; the defaults marked
+* below apply once a task or an experiment is chosen.
+
 Examples:
+  python run.py seed=2                              # the CPU demo with seed 2
   python run.py experiment=signal_demo              # a preset (see 'experiment' below)
   python run.py experiment=wildfeedback_qwen8b --cfg job   # print the composed config, run nothing
   python run.py task=offline model=tiny_random trainer.lr=1e-5

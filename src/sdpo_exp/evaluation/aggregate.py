@@ -151,10 +151,8 @@ def write_table(path: Path, result: dict[str, Any]) -> Path:
             lines.append(f"| {r['control']} | {r['profile']} | {r['interactions']} | {_pct(r['mean'])} | "
                          f"{_pct(r['se'])} | {r['runs_decided']}/{r['runs']} |")  # fmt: skip
     for r in result["oracle"]:
-        lines += [
-            "",
-            f"In-context oracle ({r['profile']}): {_pct(r['mean'])} ± {_pct(r['se'])} over {r['runs']} runs.",
-        ]
+        spread = "the same in every run" if r["se"] == 0 else f"± {_pct(r['se'])} over {r['runs']} runs"
+        lines += ["", f"In-context oracle ({r['profile']}): {_pct(r['mean'])} ({spread})."]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
@@ -170,11 +168,15 @@ def plot(path: Path, result: dict[str, Any], baseline: str = "base") -> Path:
     for r in result["curves"]:
         if r["baseline"] == baseline:
             series[(r["arm"], r["profile"])].append(r)
-    for (arm, profile), rows in sorted(series.items()):
+    first = ("user", PLAIN_ARM)  # the run's own arm first: the same colours as a run's winrate.png
+    for (arm, profile), rows in sorted(series.items(), key=lambda kv: (kv[0][0] not in first, kv[0])):
         xs = [r["interactions"] for r in rows]
-        ys = np.array([math.nan if r["mean"] is None else r["mean"] for r in rows])
+        # at 0 interactions every run is the base model: all pairs tied, 50% by definition
+        ys = np.array([0.5 if r["interactions"] == 0 and r["runs_decided"] == 0 else
+                       math.nan if r["mean"] is None else r["mean"] for r in rows])  # fmt: skip
         se = np.array([0.0 if r["se"] is None else r["se"] for r in rows])
-        (line,) = ax.plot(xs, ys, marker="o", label=f"{arm} ({profile})")
+        name = "SDPO (the profile's user)" if arm in first else f"control: {arm} follow-ups"
+        (line,) = ax.plot(xs, ys, marker="o", label=f"{name}, {profile}")
         ax.fill_between(xs, ys - se, ys + se, color=line.get_color(), alpha=0.18)
         for k in range(max(r["runs"] for r in rows)):  # each run, thin
             one = [
