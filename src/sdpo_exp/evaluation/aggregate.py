@@ -28,6 +28,7 @@ import yaml
 
 from sdpo_exp.data.jsonl import write_json
 from sdpo_exp.errors import SdpoError
+from sdpo_exp.evaluation.plots import save_winrate_figure
 
 log = logging.getLogger(__name__)
 
@@ -193,16 +194,8 @@ def plot(path: Path, result: dict[str, Any], baseline: str = "base") -> Path:
                 linewidth=1,
                 label=f"in-context oracle ({r['profile']})",
             )
-    ax.axhline(0.5, color="grey", linestyle=":", linewidth=1)
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("interactions")
-    ax.set_ylabel(f"win rate against the {baseline} model")
-    ax.set_title(f"mean over {len(result['runs'])} runs, ±1 SE over runs (thin: each run)", fontsize=9)
-    ax.legend(fontsize=8, loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    title = f"mean over {len(result['runs'])} runs, ±1 SE over runs (thin: each run)"
+    return save_winrate_figure(fig, ax, path, title, f"win rate against the {baseline} model", "upper left")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

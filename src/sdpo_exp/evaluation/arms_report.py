@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sdpo_exp.evaluation.plots import oracle_lines
+from sdpo_exp.evaluation.plots import oracle_lines, save_winrate_figure
 
 SIGNIFICANCE = 0.05  # two-sided, on the sign test
 
@@ -191,13 +191,4 @@ def plot_arms(
     if comparison:
         ax.text(0.99, 0.08, "p: sign test, SDPO against the control, prompt by prompt", transform=ax.transAxes,
                 ha="right", fontsize=7, color="dimgrey")  # fmt: skip
-    ax.axhline(0.5, color="grey", linestyle=":", linewidth=1)
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("interactions")
-    ax.set_ylabel(f"win rate against the {baseline} model")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8, loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_winrate_figure(fig, ax, path, title, f"win rate against the {baseline} model", "upper left")

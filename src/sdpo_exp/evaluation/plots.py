@@ -40,12 +40,19 @@ def plot_winrate(
     oracle_lines(ax, oracle)
     for x in switch_points:
         ax.axvline(x, color="grey", linestyle="--", linewidth=1)
+    return save_winrate_figure(fig, ax, path, title, "win rate against the baseline", "best")
+
+
+def save_winrate_figure(fig: Any, ax: Any, path: Path, title: str, ylabel: str, legend: str) -> Path:
+    """The common finish of a win-rate plot: 50% dotted, the axes, the legend; written to `path`."""
+    import matplotlib.pyplot as plt
+
     ax.axhline(0.5, color="grey", linestyle=":", linewidth=1)
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("interactions")
-    ax.set_ylabel("win rate against the baseline")
+    ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8, loc="best")
+    ax.legend(fontsize=8, loc=legend)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
