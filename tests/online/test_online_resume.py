@@ -22,19 +22,26 @@ def _overrides(run_dir):
             "trainer.save_final=true", f"hydra.run.dir={run_dir}"]  # fmt: skip
 
 
-def test_sigkill_mid_run_then_resume_repeats_the_run_exactly(tmp_path):
+def _run_and_kill(tmp_path, args, checkpoint_dir):
+    """Start the same run twice (plain, killed); SIGKILL the second once `checkpoint_dir` (a directory
+    of the killed run) holds a complete step-2 checkpoint; wait for the first to finish."""
     plain, killed = tmp_path / "plain", tmp_path / "killed"
     with open(tmp_path / "plain.log", "w") as log, open(tmp_path / "killed.log", "w") as klog:
-        uninterrupted = cli(_overrides(plain), stdout=log, stderr=log)
-        victim = cli(_overrides(killed), stdout=klog, stderr=klog)
+        uninterrupted = cli([*_overrides(plain), *args], stdout=log, stderr=log)
+        victim = cli([*_overrides(killed), *args], stdout=klog, stderr=klog)
         deadline = time.monotonic() + 300
-        while not (killed / "checkpoints" / "step-2" / COMPLETE).exists():
+        while not (checkpoint_dir / "checkpoints" / "step-2" / COMPLETE).exists():
             assert victim.poll() is None, (tmp_path / "killed.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "no checkpoint appeared"
+            assert time.monotonic() < deadline, f"no checkpoint appeared in {checkpoint_dir}"
             time.sleep(0.05)
         victim.send_signal(signal.SIGKILL)
         assert victim.wait(timeout=60) == -signal.SIGKILL
         assert uninterrupted.wait(timeout=300) == 0, (tmp_path / "plain.log").read_text()[-3000:]
+    return plain, killed
+
+
+def test_sigkill_mid_run_then_resume_repeats_the_run_exactly(tmp_path):
+    plain, killed = _run_and_kill(tmp_path, [], tmp_path / "killed")
     assert not (killed / "final").exists(), "the run finished before it was killed; the test proved nothing"
     resumed_from = latest_checkpoint(killed)
     with open(tmp_path / "resumed.log", "w") as log:
@@ -59,19 +66,8 @@ def test_a_run_with_a_control_killed_in_its_second_arm_resumes_there(tmp_path):
     """The finished arm is not run again; the control arm continues from its checkpoint; the
     comparison equals an uninterrupted run's."""
     args = ["task.controls=[unrelated]", "user_profile=no_questions_back"]
-    plain, killed = tmp_path / "plain", tmp_path / "killed"
-    with open(tmp_path / "plain.log", "w") as log, open(tmp_path / "killed.log", "w") as klog:
-        uninterrupted = cli([*_overrides(plain), *args], stdout=log, stderr=log)
-        victim = cli([*_overrides(killed), *args], stdout=klog, stderr=klog)
-        control = killed / "arms" / "unrelated"
-        deadline = time.monotonic() + 300
-        while not (control / "checkpoints" / "step-2" / COMPLETE).exists():
-            assert victim.poll() is None, (tmp_path / "killed.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "no checkpoint appeared in the control arm"
-            time.sleep(0.05)
-        victim.send_signal(signal.SIGKILL)
-        assert victim.wait(timeout=60) == -signal.SIGKILL
-        assert uninterrupted.wait(timeout=300) == 0, (tmp_path / "plain.log").read_text()[-3000:]
+    control = tmp_path / "killed" / "arms" / "unrelated"
+    plain, killed = _run_and_kill(tmp_path, args, control)
     assert not (control / "final").exists(), "the arm finished before it was killed; the test proved nothing"
     user_done = (killed / "arms" / "user" / "arm.json").stat().st_mtime_ns
     with open(tmp_path / "resumed.log", "w") as log:

@@ -29,6 +29,7 @@ import yaml
 from sdpo_exp.data.jsonl import write_json
 from sdpo_exp.errors import SdpoError
 from sdpo_exp.evaluation.plots import save_winrate_figure
+from sdpo_exp.evaluation.report import pct
 
 log = logging.getLogger(__name__)
 
@@ -123,10 +124,6 @@ def _num(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def _pct(x: Any) -> str:
-    return "n/a" if x is None else f"{100 * x:.1f}%"
-
-
 def write_table(path: Path, result: dict[str, Any]) -> Path:
     runs = result["runs"]
     lines = [
@@ -143,17 +140,17 @@ def write_table(path: Path, result: dict[str, Any]) -> Path:
         "|---|---|---|---|---|---|---|",
     ]
     for r in result["curves"]:
-        lines.append(f"| {r['arm']} | {r['profile']} | {r['baseline']} | {r['interactions']} | {_pct(r['mean'])} | "
-                     f"{_pct(r['se'])} | {r['runs_decided']}/{r['runs']} |")  # fmt: skip
+        lines.append(f"| {r['arm']} | {r['profile']} | {r['baseline']} | {r['interactions']} | {pct(r['mean'])} | "
+                     f"{pct(r['se'])} | {r['runs_decided']}/{r['runs']} |")  # fmt: skip
     if result["differences"]:
         lines += ["", "The run's win rate minus each control's, per run, then over runs:", "",
                   "| control | profile | interactions | mean difference | SE over runs | runs |", "|---|---|---|---|---|---|"]  # fmt: skip
         for r in result["differences"]:
-            lines.append(f"| {r['control']} | {r['profile']} | {r['interactions']} | {_pct(r['mean'])} | "
-                         f"{_pct(r['se'])} | {r['runs_decided']}/{r['runs']} |")  # fmt: skip
+            lines.append(f"| {r['control']} | {r['profile']} | {r['interactions']} | {pct(r['mean'])} | "
+                         f"{pct(r['se'])} | {r['runs_decided']}/{r['runs']} |")  # fmt: skip
     for r in result["oracle"]:
-        spread = "the same in every run" if r["se"] == 0 else f"± {_pct(r['se'])} over {r['runs']} runs"
-        lines += ["", f"In-context oracle ({r['profile']}): {_pct(r['mean'])} ({spread})."]
+        spread = "the same in every run" if r["se"] == 0 else f"± {pct(r['se'])} over {r['runs']} runs"
+        lines += ["", f"In-context oracle ({r['profile']}): {pct(r['mean'])} ({spread})."]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 

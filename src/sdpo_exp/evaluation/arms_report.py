@@ -9,12 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from sdpo_exp.evaluation.plots import oracle_lines, save_winrate_figure
+from sdpo_exp.evaluation.report import pct
 
 SIGNIFICANCE = 0.05  # two-sided, on the sign test
-
-
-def _pct(x: Any) -> str:
-    return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{100 * float(x):.1f}%"
 
 
 def _pts(x: Any) -> str:
@@ -60,19 +57,19 @@ def verdict(row: Mapping[str, Any], judge: str, oracle: Mapping[str, Any] | None
         head = f"**SDPO did not beat the `{control}` control**"
     text = (
         f"{head} (profile `{row['profile']}`, judge {judge}). After {row['interactions']} interactions, against "
-        f"the base model on {prompts} held-out prompts, SDPO won {_pct(row['win_rate_a'])} ± {_pct(row['se'])} "
+        f"the base model on {prompts} held-out prompts, SDPO won {pct(row['win_rate_a'])} ± {pct(row['se'])} "
         f"of its decided pairs ({row['pairs_decided']} of {prompts} decided; {_from_half(row['win_rate_a'], row['se'])}); "
-        f"trained the same way with `{control}` follow-ups it won {_pct(row['win_rate_b'])} ± {_pct(row['control_se'])} "
+        f"trained the same way with `{control}` follow-ups it won {pct(row['win_rate_b'])} ± {pct(row['control_se'])} "
         f"({row['control_pairs_decided']} decided; {_from_half(row['win_rate_b'], row['control_se'])}). "
-        f"Difference {_pts(row['diff'])} (paired bootstrap over prompts: SE {_pct(row['bootstrap_se'])}, 95% interval "
-        f"[{_pct(row['ci_low'])}, {_pct(row['ci_high'])}]); SDPO's outcome was better than the control's on "
+        f"Difference {_pts(row['diff'])} (paired bootstrap over prompts: SE {pct(row['bootstrap_se'])}, 95% interval "
+        f"[{pct(row['ci_low'])}, {pct(row['ci_high'])}]); SDPO's outcome was better than the control's on "
         f"{row['favour_a']} prompts and worse on {row['favour_b']} (sign test p = {row['p_sign']:.3g})."
     )
     lines = [text, ""]
     if oracle is not None:
         lines += [
             f"The in-context oracle (the untrained model told the profile in its system prompt) won "
-            f"{_pct(oracle['win_rate'])} ± {_pct(oracle['se'])} against the base model on the same prompts.",
+            f"{pct(oracle['win_rate'])} ± {pct(oracle['se'])} against the base model on the same prompts.",
             "",
         ]
     met = "met" if criterion_met(row) else "not met"
@@ -90,9 +87,9 @@ def comparison_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     ]
     for r in rows:
         out.append(
-            f"| {r['interactions']} | {r['profile']} | {r['control']} | {_pct(r['win_rate_a'])} ± {_pct(r['se'])} | "
-            f"{_pct(r['win_rate_b'])} ± {_pct(r['control_se'])} | {_pts(r['diff'])} | {_pct(r['bootstrap_se'])} | "
-            f"[{_pct(r['ci_low'])}, {_pct(r['ci_high'])}] | {r['favour_a']} / {r['favour_b']} / {r['same']} | "
+            f"| {r['interactions']} | {r['profile']} | {r['control']} | {pct(r['win_rate_a'])} ± {pct(r['se'])} | "
+            f"{pct(r['win_rate_b'])} ± {pct(r['control_se'])} | {_pts(r['diff'])} | {pct(r['bootstrap_se'])} | "
+            f"[{pct(r['ci_low'])}, {pct(r['ci_high'])}] | {r['favour_a']} / {r['favour_b']} / {r['same']} | "
             f"{r['p_sign']:.3g} | {_p(r['p_bootstrap'])} |"
         )
     return out

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from sdpo_exp.evaluation.winrate import Outcome
+from sdpo_exp.evaluation.winrate import Outcome, rates
 
 SCORE = {Outcome.WIN: 1, Outcome.TIE: 0, Outcome.LOSS: -1}
 
@@ -35,12 +35,6 @@ def sign_test_p(favour_a: int, favour_b: int) -> float:
     low = min(favour_a, favour_b)
     tail = sum(math.comb(n, k) for k in range(low + 1)) / 2**n
     return min(1.0, 2 * tail)
-
-
-def _win_rate(wins: np.ndarray, losses: np.ndarray) -> np.ndarray:
-    decided = wins + losses
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(decided > 0, wins / np.maximum(decided, 1), np.nan)
 
 
 @dataclass(frozen=True)
@@ -74,16 +68,14 @@ def paired_comparison(
     b = np.array([SCORE[o] for o in outcomes_b], dtype=np.int64)
     n = len(a)
     favour_a, favour_b = int((a > b).sum()), int((a < b).sum())
-    rate_a = _win_rate(np.array((a == 1).sum()), np.array((a == -1).sum())).item() if n else math.nan
-    rate_b = _win_rate(np.array((b == 1).sum()), np.array((b == -1).sum())).item() if n else math.nan
+    rate_a = float(rates(np.array((a == 1).sum()), np.array((a == -1).sum())))
+    rate_b = float(rates(np.array((b == 1).sum()), np.array((b == -1).sum())))
     se = low = high = p_boot = math.nan
     if n and bootstrap_samples > 0:
         rng = np.random.default_rng(seed)
         idx = rng.integers(0, n, size=(bootstrap_samples, n))
         ra, rb = a[idx], b[idx]
-        diffs = _win_rate((ra == 1).sum(1), (ra == -1).sum(1)) - _win_rate(
-            (rb == 1).sum(1), (rb == -1).sum(1)
-        )
+        diffs = rates((ra == 1).sum(1), (ra == -1).sum(1)) - rates((rb == 1).sum(1), (rb == -1).sum(1))
         diffs = diffs[np.isfinite(diffs)]
         if diffs.size > 1:
             se = float(diffs.std(ddof=1))

@@ -3,13 +3,17 @@ interactions before and after training."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 
-def _pct(value: Any) -> str:
-    return "n/a" if value is None else f"{100 * float(value):.1f}%"
+def pct(value: Any) -> str:
+    """A rate as a percentage with one decimal; n/a for None or NaN."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    return f"{100 * float(value):.1f}%"
 
 
 def _cell(text: Any, limit: int = 300) -> str:
@@ -24,8 +28,8 @@ def winrate_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     ]
     for r in rows:
         out.append(
-            f"| {r['interactions']} | {r['profile']} | {r['baseline']} | {_pct(r['win_rate'])} | {_pct(r['se'])} | "
-            f"{_pct(r['bootstrap_se'])} | {r['wins']} / {r['losses']} / {r['ties']} | {r['invalid']} | {_pct(r['coverage'])} |"
+            f"| {r['interactions']} | {r['profile']} | {r['baseline']} | {pct(r['win_rate'])} | {pct(r['se'])} | "
+            f"{pct(r['bootstrap_se'])} | {r['wins']} / {r['losses']} / {r['ties']} | {r['invalid']} | {pct(r['coverage'])} |"
         )
     return out
 
@@ -47,7 +51,7 @@ def rule_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
         cells = []
         for k in keys:
             v = r.get(k)
-            cells.append("" if v is None else f"{v:.1f}" if k.endswith("mean_words") else _pct(v))
+            cells.append("" if v is None else f"{v:.1f}" if k.endswith("mean_words") else pct(v))
         out.append(f"| {r['interactions']} | {r['profile']} | " + " | ".join(cells) + " |")
     return out
 

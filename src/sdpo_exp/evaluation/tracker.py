@@ -13,6 +13,7 @@ from sdpo_exp.data.prompt_files import Prompt
 from sdpo_exp.errors import SdpoError
 from sdpo_exp.evaluation.compare import compare_replies
 from sdpo_exp.evaluation.replies import load_replies, policy_replies, save_replies
+from sdpo_exp.evaluation.report import pct
 from sdpo_exp.users.schedule import ProfileSchedule
 
 log = logging.getLogger(__name__)
@@ -107,9 +108,7 @@ class WinRateTracker:
                         **row,
                     }
                 )
-                rate = "n/a" if row["win_rate"] is None else f"{100 * row['win_rate']:.1f}%"
-                log.info("%d interactions: win rate %s for %s vs %s (%d won, %d lost, %d tied)",
-                         interactions, rate, row["profile"], row["baseline"], row["wins"], row["losses"], row["ties"])  # fmt: skip
+                _log_row(f"{interactions} interactions", row)
         _barrier(accelerator)
         return rows
 
@@ -135,13 +134,17 @@ class WinRateTracker:
             found += compare_replies(judges, self.held, replies, baselines, self.bootstrap, self.seed)
         self._save_outcomes(outcomes_path, found)
         for row in found:
-            rate = "n/a" if row["win_rate"] is None else f"{100 * row['win_rate']:.1f}%"
-            log.info("In-context oracle: win rate %s for %s vs %s (%d won, %d lost, %d tied)",
-                     rate, row["profile"], row["baseline"], row["wins"], row["losses"], row["ties"])  # fmt: skip
+            _log_row("In-context oracle", row)
         return [
             {"interactions": 0, "batch": 0, "step": 0, "active_profile": row["profile"], **row}
             for row in found
         ]
+
+
+def _log_row(when: str, row: dict[str, Any]) -> None:
+    rate = pct(row["win_rate"])
+    log.info("%s: win rate %s for %s vs %s (%d won, %d lost, %d tied)", when, rate, row["profile"], row["baseline"],
+             row["wins"], row["losses"], row["ties"])  # fmt: skip
 
 
 def _main(accelerator: Any) -> bool:

@@ -71,7 +71,8 @@ class WinRate:
         return asdict(self)
 
 
-def _rate(wins: np.ndarray, losses: np.ndarray) -> np.ndarray:
+def rates(wins: np.ndarray, losses: np.ndarray) -> np.ndarray:
+    """wins / (wins + losses), elementwise; NaN where nothing was decided."""
     decided = wins + losses
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(decided > 0, wins / np.maximum(decided, 1), np.nan)
@@ -93,9 +94,9 @@ def win_rate(
     if n and decided and bootstrap_samples > 0:
         rng = np.random.default_rng(seed)
         idx = rng.integers(0, n, size=(bootstrap_samples, n))
-        rates = _rate(is_win[idx].sum(1), is_loss[idx].sum(1))
-        rates = rates[np.isfinite(rates)]
-        boot = float(rates.std(ddof=1)) if rates.size > 1 else math.nan
+        resampled = rates(is_win[idx].sum(1), is_loss[idx].sum(1))
+        resampled = resampled[np.isfinite(resampled)]
+        boot = float(resampled.std(ddof=1)) if resampled.size > 1 else math.nan
     coverage = 1 - ties / n if n else math.nan
     return WinRate(n, wins, losses, ties, int(invalid), p, se, boot, coverage)
 

@@ -87,8 +87,6 @@ class ControlSimulator:
         self.counts: Counter[str] = Counter()
 
     def followups(self, requests: Sequence[str], replies: Sequence[str]) -> list[str | None]:
-        if len(requests) != len(replies):
-            raise ValueError("one request per reply")
         self.counts["calls"] += len(replies)
         return [draw(self.pool, q, r) for q, r in zip(requests, replies, strict=True)]
 
