@@ -75,12 +75,15 @@ def test_follow_ups_do_not_depend_on_what_the_reply_breaks():
     # the profile's user complains about these replies; the control does not react to them at all
     profile = load_profile("answer_directly")
     sim = ControlSimulator(profile, "unrelated")
-    for reply, followup in zip(REPLIES, sim.followups(REQUESTS, REPLIES), strict=True):
-        assert (
-            not (_words(followup) & (_words(reply) - {"a", "the", "is", "of", "to", "in", "do", "i"}))
-            or followup in UNRELATED
-        )  # shared words can only be chance words of a fixed pool message
-        assert all(c not in followup for rule in rules.rules_for(profile.name) for c in rule.complaints)
+    complaints = {c for rule in rules.rules_for(profile.name, common=True) for c in rule.complaints}
+    for followup in sim.followups(REQUESTS, REPLIES):
+        assert not any(c in followup for c in complaints)
+    # what a reply breaks changes nothing: the same text with or without a list gets a follow-up drawn
+    # the same way (uniform over the pool) as any other text, never a reaction to the list
+    plain, listed = "Water it when dry.", "- water it\n- when dry\n- in the sun"
+    assert rules.broken_rules(profile.name, listed) and not rules.broken_rules(profile.name, plain)
+    drawn = sim.followups(["q"] * 200, [f"{listed} {i}" for i in range(200)])
+    assert len(set(drawn)) == len(UNRELATED) and not set(drawn) & complaints
 
 
 def test_the_simulator_group_composes_controls(compose):
