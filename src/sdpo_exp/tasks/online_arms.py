@@ -38,7 +38,7 @@ from sdpo_exp.seeding import seed_everything
 from sdpo_exp.tasks import task_config
 from sdpo_exp.tasks.context import RunContext
 from sdpo_exp.tasks.online import OnlineRun
-from sdpo_exp.tasks.online_files import read_jsonl
+from sdpo_exp.tasks.online_files import OnlineFiles, read_jsonl
 from sdpo_exp.tracking import PartTracker
 
 log = logging.getLogger(__name__)
@@ -164,9 +164,7 @@ class ControlledRun:
                 for row in rows:
                     out.write({"arm": arm, **row})
         if oracle:
-            with AtomicJsonlWriter(self.run_dir / "oracle.jsonl") as out:
-                for row in oracle:
-                    out.write(row)
+            OnlineFiles(self.run_dir, main=True).set_oracle(oracle)
         write_json(self.run_dir / "comparison.json", comparison)
         cfg = self.cfg
         prompts = max((r["prompts"] for r in comparison), default=int(cfg.task.eval.num_eval_prompts))
