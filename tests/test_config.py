@@ -184,11 +184,17 @@ def test_cfg_job_shows_only_the_groups_the_task_reads(run_cli, tmp_path):
     proc = run_cli(["experiment=offline_demo", "--cfg", "job"])
     assert proc.returncode == 0, proc.stderr[-2000:]
     first, *rest = proc.stdout.splitlines()
-    assert first == "# task=offline does not read: user_profile, simulator, judge, generation (left out)"
+    assert first == "# task=offline does not read: user_profile, simulator, judge, generation, benchmark (left out)"
     body = OmegaConf.create("\n".join(rest))
     assert "simulator" not in body and "judge" not in body and body.trainer.lr == 2e-5
-    online = run_cli(["--cfg", "job"])  # the demo: an online run reads every group
-    assert not online.stdout.startswith("#") and "simulator:" in online.stdout
+    online = run_cli(["--cfg", "job"])  # the demo: an online run reads every group but the benchmarks
+    assert online.stdout.startswith("# task=online does not read: benchmark (left out)")
+    assert "simulator:" in online.stdout
+    bench = run_cli(["experiment=benchmark_demo", "--cfg", "job"])
+    first, *rest = bench.stdout.splitlines()
+    assert first == "# task=benchmark does not read: dataset, simulator, loss, trainer, hindsight (left out)"
+    body = OmegaConf.create("\n".join(rest))
+    assert body.benchmark.name == "demo_suite" and list(body.task.models) == ["base", "latest:offline_demo"]
 
 
 @pytest.mark.parametrize(

@@ -61,7 +61,11 @@ _ONLINE_FAST = [
 ]
 _ORACLE_FAST = ["model=tiny_random", "dataset=online_demo", "judge=rule_based", "generation.max_new_tokens=8",
                 "task.eval.num_eval_prompts=2", "task.eval.bootstrap_samples=20"]  # fmt: skip
+# The benchmark demo on tiny_random, the base model alone, 2 items of each demo benchmark, short answers.
+_BENCHMARK_FAST = ["model=tiny_random", "task.models=[base]", "benchmark.limit=2", "benchmark.max_gen_toks=8",
+                   "benchmark.judged.max_new_tokens=8"]  # fmt: skip
 FAST_OVERRIDES: dict[str, list[str]] = {
+    "benchmark_demo": _BENCHMARK_FAST,
     "signal_demo": _SIGNAL_FAST,
     "signal_qwen8b": _SIGNAL_FAST,
     "offline_demo": [*_OFFLINE_FAST, "dataset.max_eval_records=4"],

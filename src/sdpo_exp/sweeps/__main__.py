@@ -16,12 +16,15 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m sdpo_exp.sweeps", description=__doc__.split(":", 1)[1].strip()
     )
     parser.add_argument("sweep_dirs", nargs="+", type=Path, help="a multirun's directory (hydra.sweep.dir)")
+    parser.add_argument("--metric", default=None,
+                        help="sort by this metric (e.g. benchmark/ifeval after task=benchmark scored the jobs); "
+                        "default: the sweep's optimized_metric")  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     code = 0
     for sweep_dir in args.sweep_dirs:
         try:
-            rows = summarize(sweep_dir)
+            rows = summarize(sweep_dir, metric=args.metric)
         except FileNotFoundError as exc:
             sys.stderr.write(f"error: {exc}\n")
             code = 2

@@ -1,7 +1,8 @@
 """One table for a sweep: every job's overrides, status, SLURM job id, restarts, final metrics and error.
 
 Reads what the jobs leave in the sweep directory, so it works while jobs still run and after some
-failed: each job's `run.json`, `summary.json` and `.hydra/overrides.yaml`, and, for jobs that never
+failed: each job's `run.json`, `summary.json` (and `benchmark_summary.json`, the job's benchmark
+scores, once a `task=benchmark` run scored it) and `.hydra/overrides.yaml`, and, for jobs that never
 wrote a `run.json` (pending, or dead before the task started), submitit's files in `.submitit/`.
 Writes `sweep_summary.csv` (all metrics), `sweep_summary.md` (sorted by the optimised metric) and
 `sweep_summary.png` (that metric against each swept parameter).
@@ -23,6 +24,7 @@ import yaml
 log = logging.getLogger(__name__)
 
 CSV, MARKDOWN, PLOT = "sweep_summary.csv", "sweep_summary.md", "sweep_summary.png"
+BENCHMARKS = "benchmark_summary.json"  # written into a job's directory by a task=benchmark run over the sweep
 # Metrics for which a smaller value is better; any other metric is sorted largest first.
 LOWER_IS_BETTER = ("*loss*", "*kl*", "*seconds*", "*adv_abs*", "*error*")
 
@@ -133,6 +135,7 @@ def collect(sweep_dir: Path) -> list[JobRow]:
         elif number in submitted:
             row.status, row.error = _submitit_outcome(submitted[number][2])
         row.metrics = _read_json(job_dir / "summary.json") or {}
+        row.metrics.update(_read_json(job_dir / BENCHMARKS) or {})  # task=benchmark's scores of this job
         rows.append(row)
     return rows
 
@@ -301,16 +304,17 @@ def plot(rows: list[JobRow], keys: list[str], metric: str, path: Path, direction
     return True
 
 
-def summarize(sweep_dir: Path) -> list[JobRow]:
-    """Write the sweep's summary files; return the rows (in job order)."""
+def summarize(sweep_dir: Path, metric: str | None = None) -> list[JobRow]:
+    """Write the sweep's summary files, sorted by `metric` (default: the sweep's optimised metric);
+    return the rows (in job order)."""
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise FileNotFoundError(f"no sweep directory {sweep_dir}")
     rows = collect(sweep_dir)
     hydra = _multirun(sweep_dir)
     keys = swept_keys(rows, hydra)
-    metric = optimized_metric(rows)
-    direction = (hydra.get("sweeper") or {}).get("direction")
+    direction = (hydra.get("sweeper") or {}).get("direction") if metric is None else None
+    metric = metric or optimized_metric(rows)
     direction = str(direction) if isinstance(direction, str) else None
     write_csv(rows, keys, sweep_dir / CSV)
     (sweep_dir / MARKDOWN).write_text(markdown(rows, keys, metric, sweep_dir, direction))

@@ -29,6 +29,7 @@ TASKS: dict[str, str] = {
     "online": "sdpo_exp.tasks.online_arms",
     "oracle": "sdpo_exp.tasks.oracle",
     "evaluate": "sdpo_exp.tasks.evaluate",
+    "benchmark": "sdpo_exp.tasks.benchmark",
 }
 
 
@@ -50,6 +51,7 @@ METRICS: dict[str, tuple[str, ...]] = {
                "compare/*/*/*", "seconds"),
     "oracle": ("final/*/win_rate", "final/*/coverage", "judge/*"),
     "evaluate": ("win_rate/*",),
+    "benchmark": ("benchmark/*", "diff/*"),
 }  # fmt: skip
 
 
@@ -64,9 +66,10 @@ USED_GROUPS: dict[str, tuple[str, ...]] = {
                "hindsight"),
     "oracle": (*_ALWAYS, "model", "dataset", "user_profile", "judge", "generation"),
     "evaluate": (*_ALWAYS, "model", "dataset", "user_profile", "judge", "generation"),
+    "benchmark": (*_ALWAYS, "model", "benchmark", "user_profile", "judge", "generation"),
 }  # fmt: skip
 GROUPS = ("task", "model", "dataset", "user_profile", "simulator", "judge", "loss", "trainer", "generation",
-          "logger", "hindsight", "paths")  # fmt: skip
+          "logger", "hindsight", "paths", "benchmark")  # fmt: skip
 
 
 def task_config(cfg: DictConfig) -> tuple[dict[str, Any], list[str]]:

@@ -7,6 +7,7 @@ from typing import Any
 
 from omegaconf import MISSING
 
+from sdpo_exp.config.schemas.benchmark import BenchmarkSuiteConfig
 from sdpo_exp.config.schemas.generation import GenerationConfig
 from sdpo_exp.config.schemas.logger import LoggerConfig
 from sdpo_exp.config.schemas.loss import HindsightConfig
@@ -40,6 +41,7 @@ class RootConfig:
     user_profile: UserProfileConfig = field(default_factory=UserProfileConfig)
     hindsight: HindsightConfig = field(default_factory=HindsightConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
+    benchmark: BenchmarkSuiteConfig = field(default_factory=BenchmarkSuiteConfig)
     # Run-level settings.
     seed: int = 1234
     resume: str = "auto"  # auto: continue from the newest complete checkpoint in the run directory; never
