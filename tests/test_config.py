@@ -184,7 +184,10 @@ def test_cfg_job_shows_only_the_groups_the_task_reads(run_cli, tmp_path):
     proc = run_cli(["experiment=offline_demo", "--cfg", "job"])
     assert proc.returncode == 0, proc.stderr[-2000:]
     first, *rest = proc.stdout.splitlines()
-    assert first == "# task=offline does not read: user_profile, simulator, judge, generation, benchmark (left out)"
+    assert (
+        first
+        == "# task=offline does not read: user_profile, simulator, judge, generation, benchmark (left out)"
+    )
     body = OmegaConf.create("\n".join(rest))
     assert "simulator" not in body and "judge" not in body and body.trainer.lr == 2e-5
     online = run_cli(["--cfg", "job"])  # the demo: an online run reads every group but the benchmarks

@@ -292,3 +292,22 @@ def test_mistakes_are_one_line_before_any_model_loads(run_cli, tmp_path: Path, o
     assert record["error"].startswith("ConfigError: ") and "\n" not in record["error"]
     assert message.format(empty=empty) in record["error"]
     assert record["error"][len("ConfigError: ") :][:40] in " ".join(text.split())  # shown to the user
+
+
+def test_a_run_started_again_reuses_the_models_it_finished(run_cli, tmp_path: Path):
+    """A benchmark run stopped part-way (preemption, a time limit) and started again in its directory
+    skips the models it finished with the same settings, and rescores them when a setting changed."""
+    out = tmp_path / "run"
+    args = ["task=benchmark", "model=tiny_random", "benchmark=demo_suite", "benchmark.benchmarks=[hellaswag]",
+            "benchmark.limit=4", f"hydra.run.dir={out}"]  # fmt: skip
+    first = run_cli(args)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    cells = json.loads((out / "benchmarks.json").read_text())["cells"]
+    again = run_cli(args)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "scores from an earlier attempt" in again.stdout + again.stderr
+    assert json.loads((out / "benchmarks.json").read_text())["cells"] == cells
+    changed = run_cli([*args[:-2], "benchmark.limit=3", f"hydra.run.dir={out}"])
+    assert changed.returncode == 0, changed.stderr[-2000:]
+    assert "scores from an earlier attempt" not in changed.stdout + changed.stderr
+    assert {c["n"] for c in json.loads((out / "benchmarks.json").read_text())["cells"]} == {3}

@@ -275,7 +275,9 @@ def test_lora_adapted_lm_head_takes_the_generic_path(tiny_tokenizer):
     assert any("lm_head" in n for n in grads)
     for n, p in model.named_parameters():
         if p.requires_grad:
-            assert float((grads[n] - p.grad).abs().max()) <= 1e-5 * float(p.grad.abs().max()) + 1e-7, n
+            # float32 sums in another order (chunked vs whole): 1.1e-5 relative measured with AVX2 kernels,
+            # below 1e-5 with AVX-512 ones; a wrong path is off by orders of magnitude more
+            assert float((grads[n] - p.grad).abs().max()) <= 5e-5 * float(p.grad.abs().max()) + 1e-7, n
     # a teacher with other weights cannot capture an adapted head: a clear config error
     with pytest.raises(ConfigError, match="LoRA"):
         SDPOObjective(model, PGLossConfig(teacher=TeacherConfig(kind=TeacherKind.base)))

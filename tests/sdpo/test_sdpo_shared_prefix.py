@@ -114,7 +114,10 @@ def compare(model, batch, name, kind, beta, precisions) -> list[dict[str, float]
 def assert_close(found: dict[str, float], bf16_autocast: bool) -> None:
     if not bf16_autocast:
         assert found["shared_teacher"] < max(2e-5, 3 * found["plain_teacher"]), found
-        assert found["shared_grad"] < 1e-4 and found["shared_vs_plain_grad"] < 1e-5, found
+        # against the reference both paths carry the same float32 summation error (1.2e-4 for topk with
+        # AVX2 kernels, below 1e-4 with AVX-512): the shared path must be as close as the plain one
+        assert found["shared_grad"] < max(1e-4, 2 * found["plain_grad"]), found
+        assert found["shared_vs_plain_grad"] < 1e-5, found
         return
     # bf16 rounding depends on the shapes a pass runs with (a row alone and the same row in a batch
     # differ by up to 0.1 in log-prob on SmolLM2): the shared path must be about as close to the

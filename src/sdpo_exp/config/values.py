@@ -99,6 +99,13 @@ EVAL: list[Check] = [
     ("max_new_tokens", lambda x: x is None or int(x) >= 1, "null or an integer >= 1"),
     ("batch_size", lambda x: x is None or int(x) >= 1, "null or an integer >= 1"),
 ]
+BENCHMARK: list[Check] = [
+    ("limit", lambda x: x is None or int(x) >= 1, "null (every item) or an integer >= 1"),
+    ("batch_size", _at_least_one, "an integer >= 1"),
+    ("max_gen_toks", lambda x: x is None or int(x) >= 1, "null (the harness's own) or an integer >= 1"),
+    ("judged.max_new_tokens", _at_least_one, "an integer >= 1"),
+    ("judged.bootstrap_samples", _non_negative, ">= 0"),
+]
 ANTHROPIC: list[Check] = [
     ("max_tokens", _at_least_one, "an integer >= 1"),
     ("timeout_s", _positive, "> 0"),
@@ -194,6 +201,10 @@ def check_values(cfg: DictConfig) -> None:
             raise ConfigError(
                 f"task.flip_after={task.flip_after} must lie between 0 and task.num_interactions={task.num_interactions}"
             )
+    if task is not None and str(task.name) == "benchmark":
+        _run(cfg.get("benchmark"), "benchmark", BENCHMARK)
+        if not cfg.benchmark.benchmarks:
+            raise ConfigError("benchmark.benchmarks is empty: name at least one benchmark")
     if task is not None and isinstance(task.get("eval"), DictConfig):
         _run(task.eval, "task.eval", EVAL)
     for role in ("simulator", "judge"):

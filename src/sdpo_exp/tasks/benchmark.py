@@ -67,7 +67,8 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict[str, Any]:
     if judged:
         cells += judge_suite(cfg, run_dir, judged, models, results, reference, device)
     notes = report_notes(cfg, benches, models, cells, reference)
-    (run_dir / "benchmarks.md").write_text(table.markdown(cells, benches, labels, notes, "Benchmarks"))
+    title = f"Benchmarks ({suite.name}{', demo items' if suite.demo_items else ''})"
+    (run_dir / "benchmarks.md").write_text(table.markdown(cells, benches, labels, notes, title))
     write_json(run_dir / "benchmarks.json", {"models": [{"label": m.label, "path": str(m.path or "")} for m in models],
                "benchmarks": [b.name for b in benches], "cells": [c.to_json() for c in cells], "notes": notes})  # fmt: skip
     table.plot(cells, benches, labels, run_dir / "benchmarks.png")
@@ -81,6 +82,8 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict[str, Any]:
         run_dir / "benchmarks.json",
         run_dir / "benchmarks.png",
     )
+    for line in table.verdicts(cells, benches, labels):
+        log.info("Verdict: %s", line.removeprefix("- ").replace("**", ""))
     metrics = run_metrics(cells, benches, labels)
     ctx.log(metrics, step=0)
     return metrics

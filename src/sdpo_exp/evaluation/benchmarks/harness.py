@@ -199,6 +199,12 @@ def evaluate(
         return {}
     from lm_eval import simple_evaluate
 
+    logging.getLogger("lm_eval").setLevel(logging.WARNING)  # its progress bars stay; its chatter goes
+    log.info(
+        "lm-eval: %s%s",
+        ", ".join(str(b.lm_eval_task) for b in benches),
+        f" (first {limit} items)" if limit else "",
+    )
     out = simple_evaluate(
         model=lm,
         tasks=[str(b.lm_eval_task) for b in benches],

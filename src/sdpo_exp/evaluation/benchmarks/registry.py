@@ -97,6 +97,22 @@ BENCHMARKS: dict[str, Benchmark] = {
             lm_eval_yamls=("hellaswag/hellaswag.yaml",),
         ),
         Benchmark(
+            name="truthfulqa_mc1",
+            kind=HARNESS,
+            title="TruthfulQA (MC1)",
+            metric="acc",
+            metrics=("acc",),
+            files={"validation": "validation"},
+            hub_id="truthfulqa/truthful_qa",
+            hub_config="multiple_choice",
+            paper="MC1: accuracy of the single true answer among the choices, 0-shot with the harness's 6-shot QA "
+            "preamble, 817 questions (Table 6 reports MC1)",
+            cost="about 5 log-likelihoods per question, 4,114 in all; no generation",
+            lm_eval_task="truthfulqa_mc1",
+            lm_eval_yamls=("truthfulqa/truthfulqa_mc1.yaml",),
+            folder="truthfulqa",
+        ),
+        Benchmark(
             name="truthfulqa_mc2",
             kind=HARNESS,
             title="TruthfulQA (MC2)",
@@ -106,10 +122,11 @@ BENCHMARKS: dict[str, Benchmark] = {
             hub_id="truthfulqa/truthful_qa",
             hub_config="multiple_choice",
             paper="MC2: probability mass on the true answers, 0-shot with the harness's 6-shot QA preamble, "
-            "817 questions (Table 6)",
+            "817 questions (the paper's Table 6 reports MC1)",
             cost="about 7 log-likelihoods per question, 5,882 in all; no generation",
             lm_eval_task="truthfulqa_mc2",
             lm_eval_yamls=("truthfulqa/truthfulqa_mc2.yaml",),
+            folder="truthfulqa",
         ),
         Benchmark(
             name="commonsense_qa",
