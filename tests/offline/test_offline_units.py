@@ -177,3 +177,18 @@ def test_max_steps_minus_one_means_no_limit():
     plan = DataPlan(10, BatchGeometry(2, 1, 1), seed=0)
     assert plan.total_steps(epochs=2, max_steps=-1) == plan.total_steps(epochs=2, max_steps=None) == 10
     assert plan.total_steps(epochs=2, max_steps=3) == 3
+
+
+def test_precision_auto_is_bf16_only_where_the_machine_computes_in_it():
+    """trainer.precision=auto (the demos' setting) follows model.dtype=auto's rule, so that a CPU
+    without bf16 kernels trains in float32 instead of emulating bf16 (~80x slower matmuls on AVX2)."""
+    import torch
+
+    from sdpo_exp.config.schemas.trainer import Precision
+    from sdpo_exp.models import resolve_dtype
+    from sdpo_exp.training.distributed import resolve_precision
+
+    native = resolve_dtype("auto", "cuda" if torch.cuda.is_available() else "cpu") == torch.bfloat16
+    assert resolve_precision("auto") == (Precision.bf16 if native else Precision.no)
+    assert resolve_precision(Precision.auto) == resolve_precision("auto")
+    assert resolve_precision("bf16") == Precision.bf16 and resolve_precision("no") == Precision.no

@@ -17,8 +17,8 @@ from omegaconf import DictConfig
 
 from sdpo_exp.data.jsonl import write_json
 from sdpo_exp.evaluation.benchmarks import harness, table
-from sdpo_exp.evaluation.benchmarks.files import check_data
-from sdpo_exp.evaluation.benchmarks.judging import judge_suite, read_judged, reference_entry
+from sdpo_exp.evaluation.benchmarks.files import check_data, check_hub
+from sdpo_exp.evaluation.benchmarks.judging import early_judge, judge_suite, read_judged, reference_entry
 from sdpo_exp.evaluation.benchmarks.models import resolve_models
 from sdpo_exp.evaluation.benchmarks.notes import report_notes
 from sdpo_exp.evaluation.benchmarks.punkt import ensure_punkt
@@ -35,10 +35,13 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict[str, Any]:
     suite = cfg.benchmark
     benches = [get_benchmark(str(name)) for name in suite.benchmarks]
     check_data(suite.data_dir, benches)
-    models = resolve_models(list(cfg.task.models), str(cfg.model.name), cfg.paths.output_root)
     on_harness = [b for b in benches if b.kind == HARNESS]
+    if suite.data_dir is None:
+        check_hub(on_harness)
+    models = resolve_models(list(cfg.task.models), str(cfg.model.name), cfg.paths.output_root)
     judged = read_judged(cfg, [b for b in benches if b.kind != HARNESS])
     reference = reference_entry(cfg, models, judged)
+    judge = early_judge(cfg, judged)
     if not ctx.is_main_process:
         log.info("task=benchmark runs in one process; this rank has nothing to do")
         return {}
@@ -65,13 +68,13 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict[str, Any]:
         c for b in on_harness for c in table.harness_cells(b, [r.harness[b.name] for r in results], labels)
     ]
     if judged:
-        cells += judge_suite(cfg, run_dir, judged, models, results, reference, device)
+        cells += judge_suite(cfg, run_dir, judged, models, results, reference, device, judge)
     notes = report_notes(cfg, benches, models, cells, reference)
     title = f"Benchmarks ({suite.name}{', demo items' if suite.demo_items else ''})"
     (run_dir / "benchmarks.md").write_text(table.markdown(cells, benches, labels, notes, title))
     write_json(run_dir / "benchmarks.json", {"models": [{"label": m.label, "path": str(m.path or "")} for m in models],
                "benchmarks": [b.name for b in benches], "cells": [c.to_json() for c in cells], "notes": notes})  # fmt: skip
-    table.plot(cells, benches, labels, run_dir / "benchmarks.png")
+    table.plot(cells, benches, labels, run_dir / "benchmarks.png", title)
     rank_by = str(cfg.task.rank_by or f"benchmark/{benches[0].name}")
     for sweep in write_run_summaries(models, cells, benches):
         summarize(sweep, metric=rank_by)

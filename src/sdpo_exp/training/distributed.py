@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import random
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +42,27 @@ def export_job_distribution() -> bool:
     return True
 
 
+def resolve_precision(precision: Precision | str) -> Precision:
+    """`auto`: bf16 where this machine computes in it natively (the rule of `model.dtype=auto`), else no."""
+    precision = precision if isinstance(precision, Precision) else Precision(precision)
+    if precision != Precision.auto:
+        return precision
+    from sdpo_exp.models import resolve_dtype
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    native = resolve_dtype("auto", device) == torch.bfloat16
+    if not native:
+        log.info("trainer.precision=auto: no mixed precision (this %s has no native bf16)", device.upper())
+    return Precision.bf16 if native else Precision.no
+
+
 def make_accelerator(trainer: Any) -> Any:
     """An Accelerator with the run's mixed precision. Distribution (DDP, FSDP) comes from the launcher
     (`accelerate launch --config_file launchers/accelerate/<name>.yaml` or torchrun); on a machine
     without CUDA the processes talk over gloo."""
     from accelerate import Accelerator
 
-    precision = trainer.precision if isinstance(trainer.precision, Enum) else Precision(trainer.precision)
+    precision = resolve_precision(trainer.precision)
     cpu = not torch.cuda.is_available()
     if precision == Precision.fp16 and cpu:
         raise ConfigError("trainer.precision=fp16 needs a CUDA GPU; use bf16 or no on a CPU")

@@ -21,6 +21,9 @@ class Precision(Enum):
     no = "no"  # the model's own dtype (model.dtype)
     bf16 = "bf16"  # autocast through accelerate
     fp16 = "fp16"
+    # bf16 where the hardware computes in it natively (a GPU with bf16, a CPU with bf16 kernels such as
+    # AVX-512 BF16 or AMX), else no: on a CPU without them bf16 runs ~80x slower than float32
+    auto = "auto"
 
 
 @dataclass

@@ -54,3 +54,20 @@ def check_data(data_dir: str | Path | None, benches: list[Benchmark]) -> None:
         )
     for bench in benches:
         local_files(data_dir, bench)
+
+
+def check_hub(benches: list[Benchmark]) -> None:
+    """Each harness benchmark's dataset is readable from the hub (or the hub cache), before any model
+    loads; ConfigError in one line naming the way to a local copy otherwise."""
+    from datasets import load_dataset_builder
+
+    for bench in benches:
+        try:
+            load_dataset_builder(bench.hub_id, bench.hub_config)
+        except Exception as exc:  # offline, gated, renamed
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(
+                f"benchmark {bench.name}: cannot read {bench.hub} from the hub ({first[:160]}); on a machine "
+                f"with network access run `python -m sdpo_exp.evaluation.benchmarks.download {bench.name} "
+                "--data-dir DIR` and set benchmark.data_dir=DIR"
+            ) from None

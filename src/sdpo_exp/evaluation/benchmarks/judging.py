@@ -27,6 +27,7 @@ from sdpo_exp.evaluation.benchmarks.registry import Benchmark
 from sdpo_exp.evaluation.benchmarks.suite import ModelResult, score_model, slug
 from sdpo_exp.evaluation.report import pct
 from sdpo_exp.evaluation.winrate import Outcome
+from sdpo_exp.users.judge import Judge
 from sdpo_exp.users.profiles import UserProfile
 
 log = logging.getLogger(__name__)
@@ -131,16 +132,26 @@ def judge_label(cfg: DictConfig) -> str:
     return label(cfg.judge, UserProfile.from_config(cfg.user_profile))
 
 
+def early_judge(cfg: DictConfig, judged: dict[str, Judged]) -> Judge | None:
+    """The judge, built before any model loads where that costs nothing (the rule-based judge, an
+    API), so that a profile without rules or a missing API key fails at once; a local model judge
+    is built after the models are scored (None)."""
+    backend = str(getattr(cfg.judge.backend, "value", cfg.judge.backend))
+    if not judged or backend not in ("rule_based", "anthropic"):
+        return None
+    return make_benchmark_judge(cfg.judge, UserProfile.from_config(cfg.user_profile), cfg.paths.cache_dir)
+
+
 def judge_suite(cfg: DictConfig, run_dir: Path, judged: dict[str, Judged], models: list[ModelEntry],
                 results: list[ModelResult], reference: str | ModelEntry | None,
-                device: torch.device) -> list[table.Cell]:  # fmt: skip
+                device: torch.device, judge: Judge | None = None) -> list[table.Cell]:  # fmt: skip
     """Every model's answers judged against the reference answers; verdicts under judged/<benchmark>/,
     exports under exports/."""
     assert reference is not None
     references = _reference_answers(cfg, run_dir, judged, results, reference, device)
-    judge = make_benchmark_judge(
-        cfg.judge, UserProfile.from_config(cfg.user_profile), cfg.paths.cache_dir, device
-    )
+    if judge is None:
+        profile = UserProfile.from_config(cfg.user_profile)
+        judge = make_benchmark_judge(cfg.judge, profile, cfg.paths.cache_dir, device)
     labels = [m.label for m in models]
     bootstrap = int(cfg.benchmark.judged.bootstrap_samples)
     cells: list[table.Cell] = []

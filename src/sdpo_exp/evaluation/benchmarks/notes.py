@@ -38,10 +38,11 @@ def report_notes(
         departures.append("no chat template")
     harness = [b for b in benches if b.kind == HARNESS]
     if harness:
+        protocol = "".join(f"\n  - {b.title}: {b.paper}" for b in harness)
         notes.append(
-            "Harness benchmarks: EleutherAI's lm-evaluation-harness, its own tasks and scoring "
-            f"({', '.join(f'{b.title}: {b.paper}' for b in harness)})"
-            + (f"; departures from that protocol: {'; '.join(departures)}." if departures else ".")
+            "Harness benchmarks: EleutherAI's lm-evaluation-harness, its own tasks and scoring"
+            + (f"; departures from its protocol: {'; '.join(departures)}" if departures else "")
+            + f". The paper's protocol:{protocol}"
         )
     judged = [b for b in benches if b.kind != HARNESS]
     if judged:
@@ -59,10 +60,16 @@ def report_notes(
     comparable = [
         b.title for b in harness if not suite.demo_items and not departures and b.name not in subset
     ]
+    why = [
+        w
+        for w, on in (("demo items", suite.demo_items), ("subsets", subset), ("departures above", departures))
+        if on
+    ]
     notes.append(
-        "Comparable to the paper's numbers: "
+        "Comparable to the paper's numbers (same harness task and protocol, on the paper's models): "
         + (", ".join(comparable) if comparable else "none of these scores")
-        + " (same harness task and protocol; the paper's scores are on its own models and checkpoints)."
+        + (f" ({', '.join(why)})" if why else "")
+        + "; the judged win rates never are."
     )
     notes.append("Models: " + "; ".join(f"{m.label} = {m.path or cfg.model.name}" for m in models) + ".")
     return notes

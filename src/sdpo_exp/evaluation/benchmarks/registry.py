@@ -65,7 +65,7 @@ BENCHMARKS: dict[str, Benchmark] = {
             ),  # fmt: skip
             files={"train": "train"},
             hub_id="google/IFEval",
-            paper="prompt-level loose accuracy, 541 prompts, greedy, chat template (Table 2)",
+            paper="prompt-level loose accuracy, 541 prompts, greedy (Table 2)",
             cost="541 greedy generations of up to 1,280 tokens",
             lm_eval_task="ifeval",
             lm_eval_yamls=("ifeval/ifeval.yaml",),
@@ -105,8 +105,8 @@ BENCHMARKS: dict[str, Benchmark] = {
             files={"validation": "validation"},
             hub_id="truthfulqa/truthful_qa",
             hub_config="multiple_choice",
-            paper="MC1: accuracy of the single true answer among the choices, 0-shot with the harness's 6-shot QA "
-            "preamble, 817 questions (Table 6 reports MC1)",
+            paper="accuracy of the single true answer among the choices, 0-shot after the harness's QA preamble, "
+            "817 questions (Table 6)",
             cost="about 5 log-likelihoods per question, 4,114 in all; no generation",
             lm_eval_task="truthfulqa_mc1",
             lm_eval_yamls=("truthfulqa/truthfulqa_mc1.yaml",),
@@ -121,8 +121,8 @@ BENCHMARKS: dict[str, Benchmark] = {
             files={"validation": "validation"},
             hub_id="truthfulqa/truthful_qa",
             hub_config="multiple_choice",
-            paper="MC2: probability mass on the true answers, 0-shot with the harness's 6-shot QA preamble, "
-            "817 questions (the paper's Table 6 reports MC1)",
+            paper="probability mass on the true answers, 0-shot after the harness's QA preamble, 817 questions "
+            "(the paper's Table 6 reports MC1)",
             cost="about 7 log-likelihoods per question, 5,882 in all; no generation",
             lm_eval_task="truthfulqa_mc2",
             lm_eval_yamls=("truthfulqa/truthfulqa_mc2.yaml",),

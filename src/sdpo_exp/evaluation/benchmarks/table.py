@@ -177,33 +177,40 @@ def markdown(
     return "\n".join(lines)
 
 
-def plot(cells: list[Cell], benches: list[Benchmark], labels: list[str], path: Path) -> None:
-    """Headline metric per benchmark, one bar per model, SE as error bars."""
+def plot(
+    cells: list[Cell], benches: list[Benchmark], labels: list[str], path: Path, title: str = "Benchmarks"
+) -> None:
+    """Headline metric per benchmark, one bar per model, SE as error bars; a judged benchmark's
+    reference model marked as such, with the 50% line of its win rates."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    by = {
-        (c.benchmark, c.model): c
-        for c in cells
-        if c.metric == next(b.metric for b in benches if b.name == c.benchmark)
-    }
+    heads = {b.name: b.metric for b in benches}
+    by = {(c.benchmark, c.model): c for c in cells if c.metric == heads[c.benchmark]}
     x = np.arange(len(benches))
     width = 0.8 / max(len(labels), 1)
     fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(benches) + 1.5), 4.2))
     for k, label in enumerate(labels):
+        offsets = x + (k - (len(labels) - 1) / 2) * width
         values = [by.get((b.name, label)) for b in benches]
-        heights = [100 * (c.value or 0) if c is not None and c.value is not None else 0 for c in values]
-        errors = [100 * (c.se or 0) if c is not None and c.se is not None else 0 for c in values]
-        ax.bar(x + (k - (len(labels) - 1) / 2) * width, heights, width, yerr=errors, capsize=3, label=label)
+        heights = [100 * c.value if c is not None and c.value is not None else 0 for c in values]
+        errors = [100 * c.se if c is not None and c.se is not None else 0 for c in values]
+        ax.bar(offsets, heights, width, yerr=errors, capsize=3, label=label)
+        for pos, c in zip(offsets, values, strict=True):
+            if c is not None and c.reference:
+                ax.text(pos, 2, "reference", rotation=90, ha="center", va="bottom", fontsize=7)
+    for i, b in enumerate(benches):
+        if any(c.reference for c in cells if c.benchmark == b.name):
+            ax.hlines(50, i - 0.45, i + 0.45, colors="grey", linestyles="dashed", linewidth=1)
     ax.set_xticks(x, [f"{b.title}\n({b.metric})" for b in benches], fontsize=8)
     ax.set_ylabel("score (%)")
     ax.set_ylim(0, 100)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title("Benchmarks (± SE); judged: win rate against the reference", fontsize=10)
+    ax.set_title(f"{title}: score ± SE (judged: win rate against the reference)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
