@@ -176,7 +176,10 @@ def test_ifeval_scores_equal_independent_checks(run_cli, tmp_path: Path):
     task = (out / "harness_tasks" / "ifeval.yaml").read_text()
     assert "lm_eval/tasks/ifeval/ifeval.yaml" in task and str(data / "ifeval" / "train.jsonl") in task
     report = (out / "benchmarks.md").read_text()
-    assert "generation capped at 48 tokens" in report and "on the paper's models): none of these scores (departures above)" in report
+    assert (
+        "generation capped at 48 tokens" in report
+        and "on the paper's models): none of these scores (departures above)" in report
+    )
 
 
 # ---- a multiple-choice benchmark: accuracy from log-likelihoods computed here with the model ----
@@ -316,3 +319,25 @@ def test_a_run_started_again_reuses_the_models_it_finished(run_cli, tmp_path: Pa
     assert changed.returncode == 0, changed.stderr[-2000:]
     assert "scores from an earlier attempt" not in changed.stdout + changed.stderr
     assert {c["n"] for c in json.loads((out / "benchmarks.json").read_text())["cells"]} == {3}
+
+
+def test_mmlu_pro_runs_as_the_harness_group_of_its_14_subjects(run_cli, tmp_path: Path):
+    """MMLU-Pro is a group in lm-eval: every subject task reads the local files (its 5-shot CoT
+    examples from the validation file), and the score is the mean over all questions of the regex-
+    extracted letter matching the answer, recomputed here from the logged generations."""
+    out = tmp_path / "run"
+    proc = run_cli(["task=benchmark", "model=tiny_random", "benchmark=demo_suite", "benchmark.benchmarks=[mmlu_pro]",
+                    "benchmark.max_gen_toks=8", f"hydra.run.dir={out}"])  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = [r for r in _samples(out, "mmlu_pro") if r["filter"] == "custom-extract"]
+    assert len({r["task"] for r in rows}) == 14 and len(rows) == 14
+    for row in rows:  # five worked examples of the question's own subject precede it
+        prompt = row["arguments"][0][0]
+        assert prompt.count("Let's think step by step.") >= 5 and row["doc"]["question"] in prompt
+    own = []
+    for row in rows:
+        text = row["resps"][0][0]
+        found = re.search(r"answer is \(?([ABCDEFGHIJ])\)?", text)
+        own.append(float(found is not None and found.group(1) == row["doc"]["answer"]))
+    cell = _cells(out)[("mmlu_pro", "exact_match", "base (tiny_random)")]
+    assert cell["value"] == pytest.approx(np.mean(own)) and cell["n"] == 14
