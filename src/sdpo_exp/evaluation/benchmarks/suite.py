@@ -146,7 +146,8 @@ def score_model(
             from sdpo_exp.models import load_tokenizer
 
             tokenizer = load_tokenizer(model_config(cfg, entry.path), cfg.paths.cache_dir)
-            options = OmegaConf.to_container(cfg.generation.vllm, resolve=True)
+            options = dict(OmegaConf.to_container(cfg.generation.vllm, resolve=True))
+            options["gpu_memory_utilization"] = 0.85  # alone on the GPU here (0.3 shares it with training)
             generator = make_generator(
                 "vllm", None, tokenizer, chat_kwargs, model_dir=path, vllm_options=options
             )
