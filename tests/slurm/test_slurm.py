@@ -204,3 +204,37 @@ def test_two_tasks_per_node_train_one_model_in_one_run_directory(slurm, tmp_path
     two, one = final_weights(job), final_weights(single)
     worst = max((two[k] - one[k]).abs().max().item() for k in one)
     assert worst < 1e-6, worst
+
+
+def test_a_benchmark_multirun_over_checkpoints_runs_on_slurm_and_ranks_its_jobs(
+    slurm, tmp_path, tiny_tokenizer
+):
+    """task=benchmark like any task: one SLURM job per checkpoint, each returning benchmark/<name>, the
+    sweep summary sorted by it."""
+    from sdpo_exp.models import load_model
+
+    from conftest import CACHE_DIR, model_cfg
+
+    torch.manual_seed(5)
+    other = tmp_path / "other_model"
+    load_model(model_cfg("tiny_random"), CACHE_DIR, tiny_tokenizer).save_pretrained(other)
+    tiny_tokenizer.save_pretrained(other)
+    sweep = tmp_path / "sweep"
+    done = _multirun([*SLURM, "task=benchmark", "model=tiny_random", "benchmark=demo_suite",
+                      "benchmark.benchmarks=[hellaswag]", "benchmark.limit=8", f"task.models=[base],[{other}]",
+                      "optimized_metric=benchmark/hellaswag", f"hydra.sweep.dir={sweep}"], slurm, tmp_path / "log")  # fmt: skip
+    assert done.returncode == 0, (tmp_path / "log").read_text()[-3000:]
+    scores = {}
+    for job in ("0", "1"):
+        record = _record(sweep / job)
+        assert record["status"] == "completed" and record["slurm"]["slurm_job_id"].isdigit()
+        cells = json.loads((sweep / job / "benchmarks.json").read_text())["cells"]
+        (cell,) = [c for c in cells if c["metric"] == "acc_norm"]
+        scores[job] = json.loads((sweep / job / "summary.json").read_text())["benchmark/hellaswag"]
+        assert scores[job] == cell["value"] and cell["n"] == 8
+    rows = list(csv.DictReader(open(sweep / "sweep_summary.csv")))
+    assert {r["job"]: float(r["benchmark/hellaswag"]) for r in rows} == scores
+    table = (sweep / "sweep_summary.md").read_text()
+    assert "Sorted by `benchmark/hellaswag` (higher is better)" in table
+    best = max(scores, key=lambda j: (scores[j], -int(j)))
+    assert table.split("|---|")[-1].splitlines()[1].startswith(f"| {best} |")
