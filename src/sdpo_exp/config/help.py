@@ -24,6 +24,7 @@ Examples:
   python run.py task=offline model=tiny_random trainer.lr=1e-5
   python run.py -m experiment=offline_demo trainer.lr=1e-6,5e-6   # a sweep (multirun)
   python run.py -m hydra/launcher=slurm ...          # the same sweep on SLURM through submitit
+  python run.py task=benchmark 'task.models=[base,RUN_DIR]'   # benchmark scores before and after training
 
 Config groups (options; * marks the default):
 """
