@@ -9,7 +9,7 @@ import pytest
 
 from sdpo_exp.config.values import check_values
 from sdpo_exp.errors import ConfigError
-from sdpo_exp.evaluation.benchmarks.files import check_data
+from sdpo_exp.evaluation.benchmarks.files import check_data, is_demo_data
 from sdpo_exp.evaluation.benchmarks.registry import BENCHMARKS, get_benchmark
 from sdpo_exp.tasks import check_optimized_metric
 
@@ -20,9 +20,10 @@ def test_suites_name_known_benchmarks(compose, suite):
     benches = [get_benchmark(n) for n in cfg.benchmark.benchmarks]
     assert benches
     if suite == "demo_suite":  # every demo file is shipped, in the layout the local reader expects
-        assert Path(cfg.benchmark.data_dir).is_dir() and cfg.benchmark.demo_items
+        assert Path(cfg.benchmark.data_dir).is_dir() and is_demo_data(cfg.benchmark.data_dir)
         check_data(cfg.benchmark.data_dir, [*benches, get_benchmark("mmlu_pro"), get_benchmark("arena_hard")])
     else:
+        assert not is_demo_data(cfg.benchmark.data_dir) and not is_demo_data("/tmp")
         assert (
             cfg.benchmark.data_dir is None
             and cfg.benchmark.max_gen_toks is None

@@ -147,7 +147,7 @@ def test_ifeval_scores_equal_independent_checks(run_cli, tmp_path: Path):
     _write_jsonl(data / "ifeval" / "train.jsonl", E2E_DOCS)
     out = tmp_path / "run"
     proc = run_cli(["task=benchmark", "model=smollm2_135m", "benchmark=demo_suite", f"benchmark.data_dir={data}",
-                    "benchmark.demo_items=false", "benchmark.benchmarks=[ifeval]", "benchmark.max_gen_toks=48",
+                    "benchmark.benchmarks=[ifeval]", "benchmark.max_gen_toks=48",
                     f"hydra.run.dir={out}"])  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rows = _samples(out, "ifeval")
@@ -176,6 +176,7 @@ def test_ifeval_scores_equal_independent_checks(run_cli, tmp_path: Path):
     task = (out / "harness_tasks" / "ifeval.yaml").read_text()
     assert "lm_eval/tasks/ifeval/ifeval.yaml" in task and str(data / "ifeval" / "train.jsonl") in task
     report = (out / "benchmarks.md").read_text()
+    assert "Demo items" not in report  # the test's own files, not the shipped demo folder
     assert (
         "generation capped at 48 tokens" in report
         and "on the paper's models): none of these scores (departures above)" in report

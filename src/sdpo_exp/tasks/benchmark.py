@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 
 from sdpo_exp.data.jsonl import write_json
 from sdpo_exp.evaluation.benchmarks import harness, table
-from sdpo_exp.evaluation.benchmarks.files import check_data, check_hub
+from sdpo_exp.evaluation.benchmarks.files import check_data, check_hub, is_demo_data
 from sdpo_exp.evaluation.benchmarks.judging import early_judge, judge_suite, read_judged, reference_entry
 from sdpo_exp.evaluation.benchmarks.models import resolve_models
 from sdpo_exp.evaluation.benchmarks.notes import report_notes
@@ -70,7 +70,7 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict[str, Any]:
     if judged:
         cells += judge_suite(cfg, run_dir, judged, models, results, reference, device, judge)
     notes = report_notes(cfg, benches, models, cells, reference)
-    title = f"Benchmarks ({suite.name}{', demo items' if suite.demo_items else ''})"
+    title = f"Benchmarks ({suite.name}{', demo items' if is_demo_data(suite.data_dir) else ''})"
     (run_dir / "benchmarks.md").write_text(table.markdown(cells, benches, labels, notes, title))
     write_json(run_dir / "benchmarks.json", {"models": [{"label": m.label, "path": str(m.path or "")} for m in models],
                "benchmarks": [b.name for b in benches], "cells": [c.to_json() for c in cells], "notes": notes})  # fmt: skip

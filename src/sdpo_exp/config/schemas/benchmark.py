@@ -38,8 +38,6 @@ class BenchmarkSuiteConfig:
     # Local copies: <data_dir>/<benchmark>/<split>.{jsonl,json,parquet} (python -m
     # sdpo_exp.evaluation.benchmarks.download writes them); null: read the Hugging Face hub.
     data_dir: str | None = None
-    # Said in the report when the files are the project's own demo items, not the benchmark's.
-    demo_items: bool = False
     # The first N items of each benchmark (of each MMLU-Pro subject); null: all. The report marks
     # scores on a subset.
     limit: int | None = None

@@ -9,6 +9,13 @@ from sdpo_exp.errors import ConfigError
 from sdpo_exp.evaluation.benchmarks.registry import Benchmark
 
 EXTENSIONS = (".jsonl", ".json", ".parquet")
+# The project's demo files, in each benchmark's format with items written for the project.
+DEMO_DIR = Path(__file__).resolve().parents[2] / "resources" / "benchmarks_demo"
+
+
+def is_demo_data(data_dir: str | Path | None) -> bool:
+    """Whether `data_dir` is the shipped demo folder (its scores say nothing about the benchmarks)."""
+    return data_dir is not None and Path(data_dir).expanduser().resolve() == DEMO_DIR
 
 
 def builder(path: Path) -> str:

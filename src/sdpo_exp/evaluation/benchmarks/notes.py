@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
+from sdpo_exp.evaluation.benchmarks.files import is_demo_data
 from sdpo_exp.evaluation.benchmarks.models import ModelEntry
 from sdpo_exp.evaluation.benchmarks.registry import HARNESS, Benchmark
 from sdpo_exp.evaluation.benchmarks.table import Cell
@@ -14,8 +15,9 @@ def report_notes(
     cfg: DictConfig, benches: list[Benchmark], models: list[ModelEntry], cells: list[Cell], reference: object
 ) -> list[str]:
     suite = cfg.benchmark
+    demo = is_demo_data(suite.data_dir)
     notes = []
-    if suite.demo_items:
+    if demo:
         notes.append(
             f"**Demo items.** The files in {suite.data_dir} were written for this project in each benchmark's "
             "own format; they are not the benchmarks' items, and these scores say nothing about the benchmarks."
@@ -57,14 +59,8 @@ def report_notes(
             "reference answers were used; exports/ holds the answers in AlpacaEval's and arena-hard-auto's "
             "formats for their own tools."
         )
-    comparable = [
-        b.title for b in harness if not suite.demo_items and not departures and b.name not in subset
-    ]
-    why = [
-        w
-        for w, on in (("demo items", suite.demo_items), ("subsets", subset), ("departures above", departures))
-        if on
-    ]
+    comparable = [b.title for b in harness if not demo and not departures and b.name not in subset]
+    why = [w for w, on in (("demo items", demo), ("subsets", subset), ("departures above", departures)) if on]
     notes.append(
         "Comparable to the paper's numbers (same harness task and protocol, on the paper's models): "
         + (", ".join(comparable) if comparable else "none of these scores")
