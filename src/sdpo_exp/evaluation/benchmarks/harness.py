@@ -137,13 +137,14 @@ class HarnessScore:
     samples: list[dict[str, Any]] = field(default_factory=list)  # the harness's logged items
 
 
-def _flat(values: Any) -> list[float]:
+def flat_values(values: Any) -> list[float]:
+    """One item's value(s) as floats (an instruction-level item holds one per instruction)."""
     return [float(v) for v in values] if isinstance(values, list | tuple) else [float(values)]
 
 
 def item_values(score: HarnessScore, metric: str) -> list[float]:
     """The per-item values behind `metric` (instruction-level metrics: one value per instruction)."""
-    return [v for key in sorted(score.items[metric]) for v in _flat(score.items[metric][key])]
+    return [v for key in sorted(score.items[metric]) for v in flat_values(score.items[metric][key])]
 
 
 def mean_se(values: list[float]) -> float:

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sdpo_exp.evaluation.benchmarks.harness import HarnessScore, _flat, mean_se
+from sdpo_exp.evaluation.benchmarks.harness import HarnessScore, flat_values, item_values, mean_se
 from sdpo_exp.evaluation.benchmarks.registry import Benchmark
 from sdpo_exp.evaluation.paired import paired_comparison
 from sdpo_exp.evaluation.winrate import Outcome
@@ -54,7 +54,7 @@ def paired_diff(
     a, b = first.items[metric], other.items[metric]
     diffs: list[float] = []
     for key in sorted(set(a) & set(b)):
-        va, vb = _flat(a[key]), _flat(b[key])
+        va, vb = flat_values(a[key]), flat_values(b[key])
         if len(va) == len(vb):
             diffs += [y - x for x, y in zip(va, vb, strict=True)]
     if not diffs:
@@ -63,8 +63,6 @@ def paired_diff(
 
 
 def harness_cells(bench: Benchmark, scores: list[HarnessScore], labels: list[str]) -> list[Cell]:
-    from sdpo_exp.evaluation.benchmarks.harness import item_values
-
     cells = []
     for metric in bench.metrics:
         for k, (score, label) in enumerate(zip(scores, labels, strict=True)):
