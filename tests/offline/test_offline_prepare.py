@@ -62,8 +62,9 @@ def test_wildfeedback_split_rule_truncation_roles_and_filters(compose, tmp_path)
     ]
     assert pear["completion"] == "Pear." and pear["followup"] == "Thanks, perfect."
 
-    # a leading assistant message left by the truncation is dropped
-    assert [m["content"] for m in by_id["train-6-4"]["context"]] == ["u2", "a3", "a4", "u5"]
+    # a leading assistant message left by the truncation is dropped; the two consecutive assistant
+    # messages left are merged (rules.same_role_runs=merge)
+    assert [m["content"] for m in by_id["train-6-4"]["context"]] == ["u2", "a3\n\na4", "u5"]
 
     assert stats["rows_read"] == 9
     assert stats["conversations_kept"] == 4
@@ -80,6 +81,8 @@ def test_wildfeedback_split_rule_truncation_roles_and_filters(compose, tmp_path)
     }
     assert stats["messages_removed_unknown_role"] == 1
     assert stats["messages_removed_empty"] >= 1
+    assert stats["histories_with_same_role_runs"] == 1  # train-6-4
+    assert stats["conversations_passed_filters"] == 5  # the 4 kept and conversation 7
     # every written record is a valid interaction for the reader
     assert len(read_interactions(tmp_path / "out" / "train.jsonl").interactions) == 8
 
@@ -122,23 +125,35 @@ def test_wildchat_parquet_english_only_shuffled_and_stops_early(compose, tmp_pat
 
 
 def test_helpsteer2_single_turn_limits_dedup(compose, tmp_path):
+    """The authors' rules: stripped prompt and response, exact-text dedup per split."""
     splits = helpsteer2_rows()
     write_jsonl(tmp_path / "raw" / "train.jsonl", splits["train"])
     write_parquet(tmp_path / "raw" / "validation.parquet", splits["validation"])
     _, stats = _prepare(compose, "helpsteer2", tmp_path / "raw", tmp_path / "out")
     train = _records(tmp_path / "out" / "train.jsonl")
-    assert [r["prompt"] for r in train] == ["Explain photosynthesis.", "Write a poem about the sea."]
+    assert [r["prompt"] for r in train] == ["Explain photosynthesis.", "explain photosynthesis.", "q" * 2048,
+                                            "Write a poem about the sea."]  # fmt: skip
     assert train[0]["id"].startswith("helpsteer2-") and train[0]["split"] == "train"
+    assert len({r["id"] for r in train}) == 4  # prompts kept as different have different ids
     validation = _records(tmp_path / "out" / "validation.jsonl")
     assert [r["prompt"] for r in validation] == ["Summarise the news.", "Explain photosynthesis."]
     assert stats["dropped"] == {
-        "train/duplicate": 1,
+        "train/duplicate": 2,
         "train/multi_turn": 1,
         "train/prompt_too_long": 1,
         "train/response_too_long": 1,
         "train/empty_prompt": 1,
+        "train/empty_response": 1,
     }
-    assert stats["rows_read_per_split"] == {"train": 7, "validation": 2}
+    assert stats["rows_read_per_split"] == {"train": 11, "validation": 2}
+
+    # the project's former rules, still available: case-insensitive dedup, unstripped text
+    _, stats = _prepare(compose, "helpsteer2", tmp_path / "raw", tmp_path / "norm", "dataset.dedup=normalised",
+                        "dataset.strip=false")  # fmt: skip
+    prompts = [r["prompt"] for r in _records(tmp_path / "norm" / "train.jsonl")]
+    # " q...q " is 2,050 characters unstripped; "  Explain photosynthesis.\n" normalises to a duplicate
+    assert prompts == ["Explain photosynthesis.", "Write a poem about the sea."]
+    assert stats["dropped"]["train/duplicate"] == 3 and stats["dropped"]["train/prompt_too_long"] == 2
 
 
 def test_tldr_posts_dedup_length_and_train_overlap(compose, tmp_path):
@@ -149,18 +164,30 @@ def test_tldr_posts_dedup_length_and_train_overlap(compose, tmp_path):
     _, stats = _prepare(
         compose, "tldr", tmp_path / "raw", tmp_path / "out", "dataset.splits=[validation,train]"
     )
+    suffix = "\nTL;DR:\n"
     train = _records(tmp_path / "out" / "train.jsonl")
-    assert [r["prompt"] for r in train] == ["My roommate never does the dishes. What do I do?",
-                                            "I got a new job offer but I love my team."]  # fmt: skip
+    assert [r["prompt"] for r in train] == ["My roommate never does the dishes. What do I do?" + suffix,
+                                            "z" * 1015 + suffix,
+                                            "I got a new job offer but I love my team." + suffix]  # fmt: skip
     assert train[0]["system"].startswith("Write summary of the text that is 1-2 sentences long.")
     validation = _records(tmp_path / "out" / "validation.jsonl")
-    assert [r["prompt"] for r in validation] == ["Should I adopt a second cat?"]
+    # the CNN row's article is a prompt too (the authors' `post or article`)
+    assert [r["prompt"] for r in validation] == ["Should I adopt a second cat?" + suffix,
+                                                 "A short CNN article about a storm." + suffix]  # fmt: skip
     assert stats["dropped"] == {
         "train/duplicate": 2,
-        "train/prompt_too_long": 1,
+        "train/prompt_too_long": 2,
         "validation/seen_in_train": 1,
-        "validation/no_post": 1,
+        "validation/prompt_too_long": 1,
+        "validation/no_text": 1,
     }
+    assert (stats["prompts_from_post"], stats["prompts_from_article"]) == (4, 1)
+
+    # posts only, no suffix: the CNN rows have no text; the length rule then counts the post alone
+    _, stats = _prepare(compose, "tldr", tmp_path / "raw", tmp_path / "posts", "dataset.text_fields=[post]",
+                        "dataset.prompt_suffix=''")  # fmt: skip
+    assert stats["written"] == {"train": 5, "validation": 1}  # z*1016 and w*1020 now fit
+    assert stats["dropped"]["validation/no_text"] == 3
 
 
 def test_hub_arguments_are_the_real_ids(compose):
@@ -178,9 +205,14 @@ def test_hub_arguments_are_the_real_ids(compose):
     for name, (hf_id, config, splits, revision) in cases.items():
         d = compose("task=prepare", f"dataset={name}").dataset
         assert (d.hf_id, d.hf_config, list(d.splits), d.revision) == (hf_id, config, splits, revision), name
+    assert compose("dataset=tldr").dataset.hf_data_files == "{config}/{split}/*.parquet"
     wc = compose("dataset=wildchat").dataset
-    assert (wc.shuffle_seed, list(wc.languages), wc.max_conversations, wc.max_interactions) == (
-        42, ["english", "en"], 14000, 50000)  # fmt: skip
+    assert (wc.shuffle_seed, list(wc.languages), wc.max_conversations, wc.max_interactions,
+            wc.min_conversations_to_stop, wc.rules.max_user_chars, wc.rules.clean_first) == (
+        42, ["english", "en"], 15000, 50000, 14000, 4096, True)  # fmt: skip
+    assert list(wc.id_fields) == ["conversation_id", "conversation_hash"]
+    wf = compose("dataset=wildfeedback").dataset
+    assert (wf.rules.max_user_chars, wf.rules.clean_first, wf.max_conversations) == (None, False, None)
 
 
 def test_prepare_cli_writes_files_and_stats(run_cli, tmp_path):

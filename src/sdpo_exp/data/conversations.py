@@ -1,12 +1,14 @@
 """A logged conversation -> (x, y, o) interactions, with the authors' filters and history rule.
 
-Conversation filters (whole conversation dropped, counted by reason): fewer than `min_messages`
-messages, more than `max_total_chars` characters in total, an assistant message longer than
-`max_assistant_chars`. Split rule: every assistant message immediately followed by a user message
-gives one interaction (y = that assistant message, o = the user message after it). Its history x is
-the messages before y with empty messages and unknown roles removed, cut to the last
-`history_messages` messages, with leading assistant messages dropped; it must then contain a user
-message and end with one.
+With `clean_first` (the authors' WildChat script) every message is stripped and empty messages and
+unknown roles are removed before anything else (:func:`clean_messages`). Conversation filters (whole
+conversation dropped, counted by reason): fewer than `min_messages` messages, more than
+`max_total_chars` characters in total, an assistant message longer than `max_assistant_chars`, a user
+message longer than `max_user_chars`. Split rule: every assistant message immediately followed by a
+user message gives one interaction (y = that assistant message, o = the user message after it). Its
+history x is the messages before y with empty messages and unknown roles removed, cut to the last
+`history_messages` messages, with leading assistant messages dropped and runs of same-role messages
+treated as `same_role_runs` says; it must then contain a user message and end with one.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ ROLE_NAMES = {
     "system": "system",
 }
 
-CONVERSATION_REASONS = ("malformed", "too_few_messages", "too_long", "assistant_too_long")
+CONVERSATION_REASONS = ("malformed", "too_few_messages", "too_long", "assistant_too_long", "user_too_long")
 INTERACTION_REASONS = ("empty_completion", "empty_followup", "no_user_message", "ends_with_assistant",
                        "ends_with_system")  # fmt: skip
 
@@ -36,7 +38,10 @@ class ConversationRules:
     min_messages: int = 3
     max_total_chars: int = 100_000
     max_assistant_chars: int = 4096
+    max_user_chars: int | None = None
+    clean_first: bool = False
     history_messages: int = 5
+    same_role_runs: str = "merge"  # first | merge | keep
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,7 @@ class SplitResult:
     # messages of the conversation that no history uses: empty, unknown_role
     messages_removed: Counter = field(default_factory=Counter)
     final_assistant: int = 0  # assistant messages with no follow-up (not interactions)
+    same_role_histories: int = 0  # interactions whose x had consecutive same-role messages
 
 
 class MalformedConversation(ValueError):
@@ -76,6 +82,20 @@ def parse_messages(raw: Any, role_key: str, content_key: str) -> list[Message]:
     return messages
 
 
+def clean_messages(messages: list[Message]) -> tuple[list[Message], Counter]:
+    """Every message stripped; empty messages and unknown roles removed (and counted)."""
+    removed: Counter = Counter()
+    cleaned = []
+    for m in messages:
+        if m.role is None:
+            removed["unknown_role"] += 1
+        elif not m.content.strip():
+            removed["empty"] += 1
+        else:
+            cleaned.append(Message(m.role, m.content.strip(), m.source_role))
+    return cleaned, removed
+
+
 def conversation_drop_reason(messages: list[Message], rules: ConversationRules) -> str | None:
     """The reason the whole conversation is dropped, or None to keep it."""
     if len(messages) < rules.min_messages:
@@ -84,16 +104,42 @@ def conversation_drop_reason(messages: list[Message], rules: ConversationRules) 
         return "too_long"
     if any(m.role == "assistant" and len(m.content) > rules.max_assistant_chars for m in messages):
         return "assistant_too_long"
+    if rules.max_user_chars is not None and any(
+        m.role == "user" and len(m.content) > rules.max_user_chars for m in messages
+    ):
+        return "user_too_long"
     return None
 
 
-def history_before(messages: list[Message], index: int, rules: ConversationRules) -> list[Message]:
-    """x for the assistant message at `index`: the cleaned, truncated history before it."""
+def _collapse_runs(history: list[Message], mode: str) -> list[Message]:
+    """Consecutive messages with the same role: keep the first, merge them, or keep them all."""
+    if mode == "keep":
+        return history
+    out: list[Message] = []
+    for m in history:
+        if out and out[-1].role == m.role:
+            if mode == "merge":
+                out[-1] = Message(m.role, f"{out[-1].content}\n\n{m.content}", out[-1].source_role)
+            continue
+        out.append(m)
+    return out
+
+
+def _truncated_history(messages: list[Message], index: int, rules: ConversationRules) -> list[Message]:
     history = [m for m in messages[:index] if m.role is not None and m.content.strip()]
     history = history[-rules.history_messages :] if rules.history_messages > 0 else history
     while history and history[0].role == "assistant":
         history = history[1:]
     return history
+
+
+def _has_same_role_run(history: list[Message]) -> bool:
+    return any(a.role == b.role for a, b in zip(history, history[1:], strict=False))
+
+
+def history_before(messages: list[Message], index: int, rules: ConversationRules) -> list[Message]:
+    """x for the assistant message at `index`: the cleaned, truncated history before it."""
+    return _collapse_runs(_truncated_history(messages, index, rules), rules.same_role_runs)
 
 
 def _history_problem(history: list[Message]) -> str | None:
@@ -126,7 +172,8 @@ def split_conversation(
         if following is None or following.role != "user":
             result.final_assistant += 1
             continue
-        history = history_before(messages, index, rules)
+        truncated = _truncated_history(messages, index, rules)
+        history = _collapse_runs(truncated, rules.same_role_runs)
         if not message.content.strip():
             result.dropped["empty_completion"] += 1
             continue
@@ -137,6 +184,7 @@ def split_conversation(
         if problem:
             result.dropped[problem] += 1
             continue
+        result.same_role_histories += _has_same_role_run(truncated)
         result.interactions.append(
             Interaction(
                 context=[{"role": m.role, "content": m.content} for m in history],

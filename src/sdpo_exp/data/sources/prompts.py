@@ -11,17 +11,26 @@ _SPACE = re.compile(r"\s+")
 
 
 def normalise(text: str) -> str:
-    """The key prompts are deduplicated by: lower case, runs of whitespace collapsed, ends stripped."""
+    """Lower case, runs of whitespace collapsed, ends stripped."""
     return _SPACE.sub(" ", text).strip().lower()
 
 
-def prompt_id(source: str, text: str) -> str:
-    """Stable across runs and row order: a hash of the normalised text."""
-    return f"{source}-{hashlib.sha1(normalise(text).encode()).hexdigest()[:12]}"
+def dedup_key(text: str, mode: Any) -> str:
+    """The key prompts are deduplicated by: the text itself (`exact`) or its normalised form."""
+    return normalise(text) if getattr(mode, "value", mode) == "normalised" else text
 
 
-def prompt_record(source: str, split: str, text: str, system: str | None = None) -> dict[str, Any]:
-    record: dict[str, Any] = {"id": prompt_id(source, text), "prompt": text}
+def prompt_id(source: str, text: str, key: str | None = None) -> str:
+    """Stable across runs and row order: a hash of `key` (the dedup key, so that prompts kept as
+    different get different ids), by default of the normalised text."""
+    digest = hashlib.sha1((normalise(text) if key is None else key).encode()).hexdigest()
+    return f"{source}-{digest[:12]}"
+
+
+def prompt_record(
+    source: str, split: str, text: str, system: str | None = None, key: str | None = None
+) -> dict[str, Any]:
+    record: dict[str, Any] = {"id": prompt_id(source, text, key), "prompt": text}
     if system:
         record["system"] = system
     record.update({"source": source, "split": split})
