@@ -238,7 +238,7 @@ net_down() {
   rm -f "$NODES_FILE"
 }
 
-netns_nodes() { [ -s "$NODES_FILE" ] && awk '$1 == "node" {print $2}' "$NODES_FILE"; }
+netns_nodes() { if [ -s "$NODES_FILE" ]; then awk '$1 == "node" {print $2}' "$NODES_FILE"; fi; }
 
 do_up() {
   local nodes=1 i ns
@@ -304,15 +304,20 @@ do_up() {
   die "the nodes did not all become idle (states: '$states'); logs above"
 }
 
-stop_daemon() {  # $1: the pid file's name in $DIR/run, without .pid
-  local pid
-  pid=$(pid_of "$1" || true)
-  if [ -n "$pid" ]; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
-  fi
-  rm -f "$DIR/run/$1.pid"
+stop_daemons() {  # $@: pid files' names in $DIR/run, without .pid; all signalled at once (each takes ~2 s)
+  local name pid pids=()
+  for name in "$@"; do
+    pid=$(pid_of "$name" || true)
+    [ -z "$pid" ] || { kill -TERM "$pid" 2>/dev/null || true; pids+=("$pid"); }
+  done
+  for _ in $(seq 1 100); do
+    local alive=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ "$alive" = 1 ] || break
+    sleep 0.1
+  done
+  for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  for name in "$@"; do rm -f "$DIR/run/$name.pid"; done
 }
 
 do_down() {
@@ -324,10 +329,10 @@ do_down() {
       sleep 0.5
     done
   fi
-  local file
-  for file in "$DIR"/run/slurmd*.pid; do [ -e "$file" ] && stop_daemon "$(basename "$file" .pid)"; done
-  stop_daemon slurmctld
-  stop_daemon munged
+  local file slurmds=()
+  for file in "$DIR"/run/slurmd*.pid; do [ -e "$file" ] && slurmds+=("$(basename "$file" .pid)"); done
+  [ "${#slurmds[@]}" = 0 ] || stop_daemons "${slurmds[@]}"
+  stop_daemons slurmctld munged
   if [ -s "$NODES_FILE" ]; then
     net_down  # every process left in the nodes' namespaces, then the network
   else
@@ -354,7 +359,7 @@ do_status() {
     pid=$(pid_of "$daemon" || true)
     if [ -n "$pid" ]; then echo "$daemon: running (pid $pid)"; up=$((up + 1)); else echo "$daemon: stopped"; fi
   done
-  for ns in $(netns_nodes || true); do
+  for ns in $(netns_nodes); do
     echo "namespace $ns: $(ip -n "$ns" -4 -o addr show dev eth0 2>/dev/null | awk '{print $4}')"
   done
   [ "$up" = "${#daemons[@]}" ] || return 1
