@@ -22,6 +22,7 @@ from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
 from sdpo_exp.sdpo.fused_head import linear_token_logprobs
+from sdpo_exp.sdpo.sharding import full_weight
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +71,10 @@ class LogitHead:
         scale /= float(getattr(config, "logits_scaling", None) or 1.0)  # Granite divides
         return cls(module=module, softcap=getattr(config, "final_logit_softcapping", None), scale=scale)
 
-    def frozen(self) -> LogitHead:
+    def frozen(self, copy: bool = False) -> LogitHead:
         """The same head with its current weights captured as tensors (for a teacher whose weights
-        are swapped in only while its hidden states are computed)."""
+        are swapped in only while its hidden states are computed); `copy` for weights whose storage
+        is reused (FSDP's gathered weights)."""
         if self.weight is not None:
             return self
         if type(self.module) is not nn.Linear:
@@ -80,17 +82,19 @@ class LogitHead:
                 f"the LM head is a {type(self.module).__name__} (e.g. adapted by LoRA); only a plain "
                 "Linear head can be captured for a teacher with other weights"
             )
+        weight = self.module.weight.detach()
         bias = None if self.module.bias is None else self.module.bias.detach()
-        return LogitHead(
-            weight=self.module.weight.detach(), bias=bias, softcap=self.softcap, scale=self.scale
-        )
+        if copy:
+            weight = full_weight(weight).clone()
+            bias = None if bias is None else full_weight(bias, "the LM head's bias").clone()
+        return LogitHead(weight=weight, bias=bias, softcap=self.softcap, scale=self.scale)
 
     def linear_parts(self) -> tuple[torch.Tensor, torch.Tensor | None] | None:
         """(weight, bias) when the head is a plain Linear layer (the fast path), else None."""
         if self.weight is not None:
-            return self.weight, self.bias
+            return full_weight(self.weight), self.bias
         if type(self.module) is nn.Linear:
-            return self.module.weight, self.module.bias
+            return full_weight(self.module.weight), self.module.bias
         return None
 
     def __call__(self, hidden: torch.Tensor) -> torch.Tensor:

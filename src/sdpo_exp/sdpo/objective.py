@@ -36,6 +36,7 @@ from sdpo_exp.sdpo.logprobs import (
     scatter_to_rows,
 )
 from sdpo_exp.sdpo.prefix import PrefixKV, recorded_hidden_states, reuse_problem, shared_prefix_lengths
+from sdpo_exp.sdpo.sharding import is_sharded
 from sdpo_exp.sdpo.teacher import (
     CURRENT,
     INITIAL,
@@ -192,7 +193,7 @@ class SDPOObjective:
                 hidden = at_completion_positions(full, prompt_lens, batch.completion_mask)
             else:
                 hidden = completion_hidden_states(self.model, ids, attn, prompt_lens, batch.completion_mask)
-            head = LogitHead.of(self.model).frozen()
+            head = LogitHead.of(self.model).frozen(copy=is_sharded(self.model))
         return chunked_token_logprobs(hidden, head, targets, self.chunk_size), prefix
 
     # -- shared prefix ---------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from torch import nn
 from sdpo_exp.errors import SdpoError
 from sdpo_exp.sdpo.logprobs import LogitHead, LogitMixture, completion_hidden_states
 from sdpo_exp.sdpo.prefix import PrefixKV, suffix_completion_hidden_states
+from sdpo_exp.sdpo.sharding import all_reduce_sum, exchanged, is_sharded, local_tensor
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +66,20 @@ def find_peft_model(model: nn.Module) -> nn.Module | None:
 
 
 class ParamSnapshot:
-    """A detached copy of some parameters that can be swapped into the model in place of theirs."""
+    """A detached copy of some parameters that can be swapped into the model in place of theirs.
 
-    def __init__(self, named: list[tuple[str, nn.Parameter]], float32_master: bool = False) -> None:
+    Under FSDP2 (`model` sharded) the copy is of this process's shards only, and swapping in exchanges
+    shard values (see `sharding`)."""
+
+    def __init__(
+        self,
+        named: list[tuple[str, nn.Parameter]],
+        float32_master: bool = False,
+        model: nn.Module | None = None,
+    ) -> None:
         self.names = [n for n, _ in named]
         self.params = [p for _, p in named]
+        self.sharded_model = model if model is not None and is_sharded(model) else None
         with torch.no_grad():
             self.tensors = [p.detach().clone() for p in self.params]
             # An average kept in bf16/fp16 would stall: rate * (difference) falls below their resolution.
@@ -83,7 +93,7 @@ class ParamSnapshot:
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         if not named:
             raise SdpoError("the model has no trainable parameters to take a teacher snapshot of")
-        return cls(named, float32_master)
+        return cls(named, float32_master, model)
 
     @property
     def num_elements(self) -> int:
@@ -95,6 +105,11 @@ class ParamSnapshot:
         # swapping `.data` keeps: without clearing, a pass with swapped weights would reuse the casts
         # of the live weights (and the live passes after it the casts of the swapped ones).
         torch.clear_autocast_cache()
+        if self.sharded_model is not None:
+            with exchanged(self.sharded_model, self.params, self.tensors):
+                yield
+            torch.clear_autocast_cache()
+            return
         live = [p.data for p in self.params]
         for p, t in zip(self.params, self.tensors, strict=True):
             p.data = t
@@ -127,7 +142,14 @@ class ParamSnapshot:
                 t.copy_(m)
 
     def fingerprint(self) -> list[float]:
-        return [float(t.double().sum()) + float(t.double().norm()) for t in self.tensors]
+        """Per tensor: sum + norm of the whole tensor (over every process's shard when sharded)."""
+        if not self.tensors:
+            return []
+        local = [local_tensor(t).double() for t in self.tensors]
+        sums = torch.stack([torch.stack([t.sum(), t.square().sum()]) for t in local]).cpu()
+        if self.sharded_model is not None:
+            sums = all_reduce_sum(sums)
+        return [float(s) + float(q.sqrt()) for s, q in sums]
 
 
 class InitialWeights:
@@ -179,7 +201,9 @@ def teacher_source(
             hidden = suffix_completion_hidden_states(model, *args, batch.completion_mask, prefix)
         head = LogitHead.of(model)
         if weights is not None:
-            head = head.frozen()  # capture the weights in place now, not those in place later
+            # capture the weights in place now, not those in place later (a copy of FSDP's gathered
+            # weight, which the next forward refills)
+            head = head.frozen(copy=is_sharded(model))
     return hidden, head
 
 

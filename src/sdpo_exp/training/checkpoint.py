@@ -65,8 +65,11 @@ def _fsync_dir(path: Path) -> None:
 
 
 class CheckpointManager:
-    def __init__(self, accelerator: Any, run_dir: str | Path, keep_last: int) -> None:
+    def __init__(self, accelerator: Any, run_dir: str | Path, keep_last: int, strategy: Any = None) -> None:
+        """`strategy` writes and reads the model's, optimiser's and registered objects' state
+        (`training.strategy`; accelerate's own state files when None)."""
         self.accelerator = accelerator
+        self.strategy = strategy
         self.root = Path(run_dir) / CHECKPOINTS_DIR
         self.keep_last = int(keep_last)
 
@@ -90,7 +93,10 @@ class CheckpointManager:
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
         self.accelerator.wait_for_everyone()
-        self.accelerator.save_state(str(tmp))
+        if self.strategy is not None:
+            self.strategy.save(tmp)
+        else:
+            self.accelerator.save_state(str(tmp))
         torch.save(rng_state(), tmp / f"rng_rank{self.accelerator.process_index}.pt")
         self.accelerator.wait_for_everyone()
         if self._main:
@@ -117,7 +123,10 @@ class CheckpointManager:
         """Restore model, optimiser, registered objects and this process's RNG states; return the
         trainer state saved with them."""
         path = Path(path)
-        self.accelerator.load_state(str(path))
+        if self.strategy is not None:
+            self.strategy.load(path)
+        else:
+            self.accelerator.load_state(str(path))
         rng_file = path / f"rng_rank{self.accelerator.process_index}.pt"
         if rng_file.is_file():
             set_rng_state(torch.load(rng_file, weights_only=False))

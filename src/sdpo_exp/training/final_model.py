@@ -11,12 +11,20 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from sdpo_exp.training.strategy import original_class_name
+
 log = logging.getLogger(__name__)
 
 
-def save_final_model(accelerator: Any, model: Any, tokenizer: Any, target: Path) -> Path:
+def save_final_model(
+    accelerator: Any, model: Any, tokenizer: Any, target: Path, strategy: Any = None
+) -> Path:
+    """Every process calls it (an FSDP model is gathered); the main process writes `target`."""
     unwrapped = accelerator.unwrap_model(model)
-    state_dict = accelerator.get_state_dict(model)  # gathered on the main process under FSDP
+    # the full weights on the main process (gathered from the shards under FSDP)
+    state_dict = (
+        strategy.full_state_dict(model) if strategy is not None else accelerator.get_state_dict(model)
+    )
     if hasattr(unwrapped, "merge_and_unload"):  # peft: a plain model with the adapters merged
         unwrapped = unwrapped.merge_and_unload()
         state_dict = None
@@ -24,6 +32,10 @@ def save_final_model(accelerator: Any, model: Any, tokenizer: Any, target: Path)
         tmp = target.with_name(target.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         unwrapped.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
+        architecture = original_class_name(unwrapped)
+        if unwrapped.config.architectures != [architecture]:  # FSDP's `FSDP<class>` subclass
+            unwrapped.config.architectures = [architecture]
+            unwrapped.config.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         if target.exists():
             shutil.rmtree(target)

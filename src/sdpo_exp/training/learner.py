@@ -25,6 +25,7 @@ from sdpo_exp.training.final_model import save_final_model
 from sdpo_exp.training.geometry import BatchGeometry, batch_geometry
 from sdpo_exp.training.optim import build_optimizer, build_scheduler, check_optimizer_available
 from sdpo_exp.training.resume import LEARNER_KEYS, check_compatible, checkpoint_to_resume, fingerprint
+from sdpo_exp.training.strategy import make_strategy
 from sdpo_exp.training.update import accumulate_gradients
 
 log = logging.getLogger(__name__)
@@ -65,14 +66,15 @@ class Learner:
         model = load_model(
             cfg.model, cfg.paths.cache_dir, builder.tokenizer, device=accelerator.device, trainable=True
         )
-        optimizer = build_optimizer(model, cfg.trainer, accelerator.device)
-        self.scheduler = build_scheduler(optimizer, cfg.trainer, total_steps)
-        self.model, self.optimizer = accelerator.prepare(model, optimizer)
+        self.strategy = make_strategy(cfg.trainer, accelerator)
+        self.model, self.optimizer = self.strategy.prepare(
+            model, lambda m: build_optimizer(m, cfg.trainer, accelerator.device)
+        )
+        self.scheduler = build_scheduler(self.optimizer, cfg.trainer, total_steps)
         # Built on the freshly loaded weights: base and reference weights are these initial ones.
         self.objective = build_objective(cfg, self.model)
-        accelerator.register_for_checkpointing(self.scheduler)
-        accelerator.register_for_checkpointing(self.objective)
-        self.checkpoints = CheckpointManager(accelerator, run_dir, int(cfg.trainer.keep_last))
+        self.strategy.register(scheduler=self.scheduler, objective=self.objective)
+        self.checkpoints = CheckpointManager(accelerator, run_dir, int(cfg.trainer.keep_last), self.strategy)
         self.fingerprint = fingerprint(cfg, self.geometry.global_batch, (*LEARNER_KEYS, *fingerprint_keys))
 
     @property
@@ -94,7 +96,7 @@ class Learner:
         metrics: dict[str, float] = {}
         max_norm = float(self.cfg.trainer.max_grad_norm)
         if max_norm > 0:
-            metrics["grad_norm"] = float(self.acc.clip_grad_norm_(self.model.parameters(), max_norm))
+            metrics["grad_norm"] = self.strategy.clip_grad_norm(self.model, max_norm)
         metrics["lr"] = float(self.scheduler.get_last_lr()[0])
         self.optimizer.step()
         self.scheduler.step()
@@ -145,4 +147,4 @@ class Learner:
         return saved
 
     def save_final(self, target: Path) -> Path:
-        return save_final_model(self.acc, self.model, self.tokenizer, target)
+        return save_final_model(self.acc, self.model, self.tokenizer, target, self.strategy)

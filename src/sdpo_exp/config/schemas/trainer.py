@@ -26,6 +26,11 @@ class Precision(Enum):
     auto = "auto"
 
 
+class Strategy(Enum):
+    ddp = "ddp"  # a full replica per process (accelerate; DDP with several processes)
+    fsdp = "fsdp"  # FSDP2: weights, gradients and optimiser state sharded across processes
+
+
 @dataclass
 class TrainerConfig:
     optimizer: Optimizer = Optimizer.adamw
@@ -46,6 +51,7 @@ class TrainerConfig:
     max_prompt_tokens: int = 1024
     max_completion_tokens: int = 256
     precision: Precision = Precision.no
+    strategy: Strategy = Strategy.ddp
     log_every: int = 1
     eval_every: int = 0  # optimiser steps; 0 disables periodic evaluation
     save_every: int = 0  # optimiser steps; 0 disables periodic checkpoints
