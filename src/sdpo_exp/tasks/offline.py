@@ -139,7 +139,7 @@ class OfflineRun:
             self.total_steps,
             warmup_steps(self.total_steps, self.cfg.trainer.warmup_ratio),
             precision_words(self.acc.mixed_precision),
-            distribution_words(self.acc),
+            distribution_words(self.acc, self.learner.strategy.name.value),
             self.acc.device,
         )
         self.data_metrics.update(

@@ -113,10 +113,12 @@ _DISTRIBUTION = {"NO": "one process", "MULTI_CPU": "data parallel over gloo", "M
                  "FSDP": "FSDP", "DEEPSPEED": "DeepSpeed"}  # fmt: skip
 
 
-def distribution_words(accelerator: Any) -> str:
+def distribution_words(accelerator: Any, strategy: str = "ddp") -> str:
     """How the run is spread over processes, in words (accelerate says `NO` for one process)."""
     kind = str(getattr(accelerator.distributed_type, "value", accelerator.distributed_type))
     words = _DISTRIBUTION.get(kind, kind)
+    if strategy == "fsdp":
+        words = "FSDP2 (sharded weights, gradients and optimiser state)"
     return words if accelerator.num_processes == 1 else f"{words}, {accelerator.num_processes} processes"
 
 

@@ -153,7 +153,17 @@ class FullySharded:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
         options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-        return get_model_state_dict(model, options=options)
+        state = get_model_state_dict(model, options=options)
+        # gathered separately, tied weights (embeddings and head) arrive as two tensors: make them one
+        # again, so that save_pretrained writes them once, as from an unsharded model
+        names: dict[int, list[str]] = {}
+        for name, param in model.named_parameters(remove_duplicate=False):
+            names.setdefault(id(param), []).append(name)
+        for aliases in names.values():
+            present = [a for a in aliases if a in state]
+            for alias in present[1:]:
+                state[alias] = state[present[0]]
+        return state
 
 
 def make_strategy(trainer: Any, accelerator: Any) -> DataParallel | FullySharded:
