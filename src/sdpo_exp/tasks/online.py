@@ -78,6 +78,16 @@ class OnlineRun:
         builder = BatchBuilder.from_config(cfg, load_tokenizer(cfg.model, cfg.paths.cache_dir))
         geometry = batch_geometry(cfg.trainer, self.acc.num_processes)
         self.batch_size = geometry.global_batch
+        if (
+            str(getattr(cfg.trainer.strategy, "value", cfg.trainer.strategy)) == "fsdp"
+            and self.acc.num_processes > 1
+        ):
+            raise ConfigError(
+                "task=online with trainer.strategy=fsdp on several processes is not supported: each process "
+                "samples its own completions from the policy, and a sharded policy would need every process "
+                "to run the same number of forward passes. Use trainer.strategy=ddp (LoRA fits one GPU per "
+                "replica), or train offline on logged interactions with FSDP"
+            )
         if int(task.num_interactions) < 1 or int(task.updates_per_batch) < 1:
             raise ConfigError("task.num_interactions and task.updates_per_batch must be >= 1")
         self.num_batches = math.ceil(int(task.num_interactions) / self.batch_size)

@@ -23,6 +23,15 @@ def check_optimizer_available(trainer: Any, device: torch.device) -> None:
     """Fail before any model is loaded when the optimiser cannot run here."""
     if _enum(trainer.optimizer, Optimizer) != Optimizer.adamw_8bit:
         return
+    if (
+        str(getattr(getattr(trainer, "strategy", "ddp"), "value", getattr(trainer, "strategy", "ddp")))
+        == "fsdp"
+    ):
+        raise ConfigError(
+            "trainer.optimizer=adamw_8bit with trainer.strategy=fsdp: bitsandbytes' 8-bit AdamW updates plain "
+            "tensors, not FSDP2's sharded DTensor parameters; use trainer.optimizer=adamw (its float32 state is "
+            "sharded across the GPUs too)"
+        )
     try:
         import bitsandbytes  # noqa: F401
     except ImportError:

@@ -109,7 +109,10 @@ class FullySharded:
             )
         model = model.to(self.acc.device)
         if self.acc.num_processes == 1:
-            log.info("trainer.strategy=fsdp with one process: nothing is sharded (the same code path runs)")
+            log.info(
+                "trainer.strategy=fsdp with one process: nothing to shard across (the same code path runs)"
+            )
+            _one_process_group(self.acc.device)
         self.model = shard_model(model)
         self.optimizer = make_optimizer(self.model)  # over the shards, so its state is sharded too
         return self.model, self.optimizer
@@ -164,6 +167,15 @@ class FullySharded:
             for alias in present[1:]:
                 state[alias] = state[present[0]]
         return state
+
+
+def _one_process_group(device: torch.device) -> None:
+    """A process group of one for FSDP2 when the run was started without a launcher."""
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1)
 
 
 def make_strategy(trainer: Any, accelerator: Any) -> DataParallel | FullySharded:
