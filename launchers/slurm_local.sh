@@ -333,6 +333,13 @@ do_down() {
   for file in "$DIR"/run/slurmd*.pid; do [ -e "$file" ] && slurmds+=("$(basename "$file" .pid)"); done
   [ "${#slurmds[@]}" = 0 ] || stop_daemons "${slurmds[@]}"
   stop_daemons slurmctld munged
+  # job processes that outlived their step (slurmd tracks them by parentage only; an orphaned batch
+  # script and its srun were seen after a requeue under load): their environment names this slurm.conf
+  local jobs
+  jobs=$(grep -lzxF "SLURM_CONF=$CONF" /proc/[0-9]*/environ 2>/dev/null | xargs -r grep -lz '^SLURM_JOB_ID=' 2>/dev/null \
+         | cut -d/ -f3 | grep -vx "$$" | xargs || true)
+  # shellcheck disable=SC2086
+  [ -z "$jobs" ] || kill -KILL $jobs 2>/dev/null || true
   if [ -s "$NODES_FILE" ]; then
     net_down  # every process left in the nodes' namespaces, then the network
   else

@@ -56,7 +56,8 @@ def slurm(tmp_path_factory) -> dict[str, str]:
         root = tmp_path_factory.getbasetemp()
         while _left_behind(daemons, root) and time.monotonic() < deadline:
             time.sleep(0.5)
-        assert not _left_behind(daemons, root)
+        left = _left_behind(daemons, root)
+        assert not left, left
 
 
 # --- A two-node cluster: each node a network namespace of this machine (`slurm_local.sh up --nodes 2`)
