@@ -167,7 +167,8 @@ def slurm_two_nodes(tmp_path_factory) -> NamespacedCluster:
     try:
         yield cluster
     finally:
-        assert not stop_namespaced_cluster(cluster)
+        left = stop_namespaced_cluster(cluster)
+        assert not left, left
 
 
 # --- Where a job's tasks run: their network namespaces, ranks and TCP connections, watched live

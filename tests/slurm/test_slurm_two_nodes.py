@@ -1,9 +1,9 @@
 """Training across the nodes of a SLURM job, on a two-node cluster made of network namespaces of this
 machine (`launchers/slurm_local.sh up --nodes 2`: nodes sdpot-n1 and sdpot-n2 at 10.213.7.11 and .12,
 each with its own hostname). A 2-node x 1-task job through `hydra/launcher=slurm` must end with the
-weights of one process on the same global batch (DDP, and FSDP once `trainer.strategy` exists), its
-ranks must really run on the two nodes and meet at the first node's address (MASTER_ADDR/PORT), and
-`down` must leave no daemon, process, namespace or link behind."""
+weights of one process on the same global batch (DDP, and FSDP: `trainer.strategy=fsdp`), its ranks
+must really run on the two nodes and meet at the first node's address (MASTER_ADDR/PORT), and `down`
+must leave no daemon, process, namespace or link behind."""
 
 from __future__ import annotations
 
@@ -50,8 +50,10 @@ def one_process(tmp_path_factory) -> dict:
     """The final weights of one process training on the same data and global batch (2 x 2 accumulated)."""
     tmp = tmp_path_factory.mktemp("one-process")
     train, run_dir = _train_file(tmp), tmp / "run"
-    done = subprocess.run([sys.executable, str(REPO / "run.py"), *TINY, f"dataset.train_path={train}", *BATCH,
-                           f"hydra.run.dir={run_dir}"], cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True)  # fmt: skip
+    args = [*TINY, f"dataset.train_path={train}", *BATCH, f"hydra.run.dir={run_dir}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(REPO / "run.py"), *args], cwd=REPO, env=env, capture_output=True,
+                          text=True)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads((run_dir / "summary.json").read_text())["grad_accum_steps"] == 2
     return final_weights(run_dir)
@@ -94,8 +96,8 @@ def test_a_two_node_job_trains_the_model_of_one_process(
     two = final_weights(job)
     extra, missing = sorted(two.keys() - one_process.keys()), sorted(one_process.keys() - two.keys())
     assert not extra and not missing, (
-        f"{strategy}: the 2-node final model has tensors one process's has not ({extra}; a tied head saved "
-        f"twice?) or lacks some ({missing})"
+        f"{strategy}: the 2-node final model has tensors one process's has not ({extra}) or lacks some "
+        f"({missing})"
     )
     worst = max((two[k] - one_process[k]).abs().max().item() for k in one_process)
     assert worst < 1e-6, f"{strategy}: the 2-node model differs from one process's by up to {worst}"
