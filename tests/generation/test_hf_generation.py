@@ -80,7 +80,7 @@ def test_lora_wrapped_model(tiny_model, tiny_tokenizer, monkeypatch):
         return effective, model_kwargs
 
     monkeypatch.setattr(base, "_prepare_generation_config", spy)
-    (ids, text, ended), *_ = sample_completions(model, tiny_tokenizer, [CHAT], _cfg(), KW)
+    (ids, text, ended, _), *_ = sample_completions(model, tiny_tokenizer, [CHAT], _cfg(), KW)
     assert len(ids) == 6 and isinstance(text, str) and not ended
     assert (seen[0].temperature, seen[0].top_p, seen[0].top_k, seen[0].min_p) == (1.0, 1.0, 0, 0.0)
     assert base.generation_config.top_k == 1
@@ -161,3 +161,24 @@ def test_the_generator_interface_samples_with_the_settings_it_is_given(tiny_mode
     assert len({tuple(s.ids) for s in greedy}) == 1
     generator.sync_weights(tiny_model)
     generator.close()
+
+
+def test_recorded_logprobs_are_the_raw_distribution_of_the_drawn_tokens(tiny_model, tiny_tokenizer):
+    """At temperature 3 with top-k 5 the sampler draws from a transformed distribution; the recorded
+    log-probs are of the model's own (what the learner computes), checked by a plain forward over
+    prompt + completion, row by row (rows of unequal prompt lengths, left-padded when sampled)."""
+    chats = [CHAT, [{"role": "user", "content": "A much longer request, with many more words in it."}]]
+    torch.manual_seed(3)
+    samples = sample_completions(
+        tiny_model, tiny_tokenizer, chats, _cfg(temperature=3.0, top_k=5), KW, batch_size=2, logprobs=True
+    )
+    for chat, sample in zip(chats, samples, strict=True):
+        assert sample.logprobs is not None and len(sample.logprobs) == len(sample.ids)
+        prompt = render_ids(tiny_tokenizer, chat, KW)
+        with torch.no_grad():
+            logits = tiny_model(input_ids=torch.tensor([prompt + sample.ids])).logits[0].float()
+        expected = torch.log_softmax(logits[len(prompt) - 1 : -1], dim=-1).gather(
+            1, torch.tensor(sample.ids)[:, None]
+        )
+        assert sample.logprobs == pytest.approx(expected.squeeze(1).tolist(), abs=1e-4)
+    assert sample_completions(tiny_model, tiny_tokenizer, chats[:1], _cfg(), KW)[0].logprobs is None

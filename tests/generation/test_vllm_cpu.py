@@ -40,3 +40,12 @@ def test_vllm_samples_follow_weight_pushes_and_restore_exactly(cache_dir, tmp_pa
         assert ids[-1] == out["eos"] if ended else len(ids) == 24  # a finished turn keeps its end token
     assert out["first"] == out["hf"] or sum(a == b for a, b in zip(out["first"], out["hf"], strict=True)) >= 2
     assert len({tuple(s) for s in out["sampled"]}) > 1  # sampling at T=1 varies
+    # the sampler's recorded log-probs (for loss.is_clip) are the learner's, up to kernel rounding
+    gaps = [
+        abs(a - b)
+        for rec, fwd in zip(out["sampled_logprobs"], out["forward_logprobs"], strict=True)
+        for a, b in zip(rec, fwd, strict=True)
+        if a is not None
+    ]
+    assert len(gaps) >= sum(len(s) for s in out["sampled"]) - len(out["sampled"])
+    assert sum(gaps) / len(gaps) < 1e-3, max(gaps)

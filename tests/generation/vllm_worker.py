@@ -29,6 +29,7 @@ def main(model_dir: str) -> None:
         {},
         model_dir=model_dir,
         vllm_options={"dtype": "float32", "max_model_len": 512},
+        record_logprobs=True,
     )
     first = generator.generate(CHATS, GREEDY)
     policy = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
@@ -41,6 +42,16 @@ def main(model_dir: str) -> None:
     generator.sync_weights(policy)
     restored = generator.generate(CHATS, GREEDY)
     sampled = generator.generate(CHATS * 2, {**GREEDY, "do_sample": True, "temperature": 1.0})
+    # the learner's log-probs of the sampled tokens: a plain forward over prompt + completion
+    forward = []
+    for chat, sample in zip(CHATS * 2, sampled, strict=True):
+        prompt = render_ids(tokenizer, chat, {})
+        with torch.no_grad():
+            logits = policy(input_ids=torch.tensor([prompt + sample.ids])).logits[0].float()
+        lp = torch.log_softmax(logits[len(prompt) - 1 : -1], dim=-1).gather(
+            1, torch.tensor(sample.ids)[:, None]
+        )
+        forward.append(lp.squeeze(1).tolist())
     # the hf backend on the same weights, for the rendering and the greedy ids
     hf = make_generator("hf", policy, tokenizer, {}).generate(CHATS, GREEDY)
     sys.stdout.write(
@@ -52,6 +63,8 @@ def main(model_dir: str) -> None:
                 "restored": [s.ids for s in restored],
                 "ended": [s.ended for s in first],
                 "sampled": [s.ids for s in sampled],
+                "sampled_logprobs": [s.logprobs for s in sampled],
+                "forward_logprobs": forward,
                 "hf": [s.ids for s in hf],
                 "prompt_ids": [render_ids(tokenizer, c, {}) for c in CHATS],
                 "eos": tokenizer.convert_tokens_to_ids("<|im_end|>"),

@@ -67,6 +67,7 @@ LOSS: list[Check] = [
     ("kl_to_ref_beta", _non_negative, ">= 0"),
     ("teacher.ema_rate", lambda x: 0 < float(x) <= 1, "in (0, 1]"),
     ("teacher.trust_region_r", _unit_interval, "in [0, 1]"),
+    ("is_clip", lambda x: x is None or float(x) > 0, "null (off) or > 0"),
 ]
 LOSS_BY_NAME: dict[str, list[Check]] = {
     "pg": [
@@ -74,6 +75,7 @@ LOSS_BY_NAME: dict[str, list[Check]] = {
         ("clip_advantages", lambda x: x is None or float(x) > 0, "null or > 0"),
     ],
     "topk": [("k", _at_least_one, "an integer >= 1")],
+    "sft": [("is_clip", lambda x: x is None, "null (sft has no sampler to correct for)")],
     "jsd": [
         ("alpha", _unit_interval, "in [0, 1] (0: forward KL, 1: reverse KL)"),
         ("temperature", _positive, "> 0"),

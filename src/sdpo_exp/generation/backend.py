@@ -40,17 +40,20 @@ def make_generator(
     model_dir: str | None = None,
     vllm_options: Mapping[str, Any] | None = None,
     autocast: Any = None,
+    record_logprobs: bool = False,
 ) -> Generator:
     """`hf`: sample from `model` itself (inside `autocast()`, the training run's mixed precision, when
-    given); `vllm`: an engine loaded from `model_dir` (the same weights)."""
+    given); `vllm`: an engine loaded from `model_dir` (the same weights). `record_logprobs`: samples
+    carry the sampler's log-prob of each token (`Sample.logprobs`)."""
     if backend == "hf":
         from sdpo_exp.generation.hf import HFGenerator
 
-        return HFGenerator(model, tokenizer, chat_template_kwargs, batch_size, autocast)
+        return HFGenerator(model, tokenizer, chat_template_kwargs, batch_size, autocast, record_logprobs)
     if backend == "vllm":
         from sdpo_exp.generation.vllm import VLLMGenerator
 
         if model_dir is None:
             raise ValueError("the vllm backend needs the directory of the model's weights")
-        return VLLMGenerator(model_dir, tokenizer, chat_template_kwargs, **dict(vllm_options or {}))
+        options = {**dict(vllm_options or {}), "record_logprobs": record_logprobs}
+        return VLLMGenerator(model_dir, tokenizer, chat_template_kwargs, **options)
     raise ValueError(f"unknown generation backend {backend!r}; valid choices: hf, vllm")

@@ -10,6 +10,7 @@ replaced by a blank one, so that a field this module does not know about cannot 
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -45,11 +46,14 @@ NEUTRAL_SAMPLING = {
 
 class Sample(NamedTuple):
     """One sampled completion: the token ids as generated (the end-of-turn token included when the
-    model produced it), the decoded text without special tokens, and whether it ended naturally."""
+    model produced it), the decoded text without special tokens, whether it ended naturally, and,
+    when recorded, the sampler's log-probability of each id (of the model's own distribution, before
+    temperature or top-k/top-p), for the off-policy correction of `loss.is_clip`."""
 
     ids: list[int]
     text: str
     ended: bool
+    logprobs: list[float | None] | None = None
 
 
 def _get(cfg: Any, key: str) -> Any:
@@ -108,16 +112,33 @@ def _cut(row: list[int], eos_ids: Sequence[int]) -> tuple[list[int], bool]:
 
 
 def _generate(
-    model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor, hf_cfg: HFGenerationConfig
-) -> torch.Tensor:
+    model: PreTrainedModel,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    hf_cfg: HFGenerationConfig,
+    logprobs: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(sequences, (B, new tokens) float32 log-probs of the drawn tokens under the raw logits, or None)."""
     # A PEFT wrapper delegates generate() to the model it wraps: blank that model's config.
     owner = model.get_base_model() if hasattr(model, "get_base_model") else model
     own = owner.generation_config
     owner.generation_config = HFGenerationConfig()
     try:
-        return model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=hf_cfg)
+        if not logprobs:
+            out = model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=hf_cfg)
+            return out, None
+        recording = copy.deepcopy(hf_cfg)
+        recording.output_logits = True  # the raw logits of each step, before any sampling transform
+        recording.return_dict_in_generate = True
+        out = model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=recording)
     finally:
         owner.generation_config = own
+    drawn = out.sequences[:, input_ids.shape[1] :]
+    values = [
+        torch.log_softmax(step.float(), dim=-1).gather(1, drawn[:, t : t + 1]).squeeze(1)
+        for t, step in enumerate(out.logits)
+    ]
+    return out.sequences, torch.stack(values, dim=1) if values else drawn.float()
 
 
 @torch.no_grad()
@@ -129,8 +150,10 @@ def sample_completions(
     chat_template_kwargs: Mapping[str, Any] | None = None,
     batch_size: int | None = None,
     stop_ids: Sequence[int] | None = None,
+    logprobs: bool = False,
 ) -> list[Sample]:
-    """Sample one completion per chat in `messages_batch`, in order.
+    """Sample one completion per chat in `messages_batch`, in order (`logprobs`: with the sampler's
+    log-probability of each drawn token).
 
     `gen_cfg` is the ``generation`` config node (do_sample, temperature, top_p, top_k, max_new_tokens,
     batch_size). `stop_ids` end a completion (default: `chat.stop_token_ids`, the end-of-turn token,
@@ -151,11 +174,12 @@ def sample_completions(
         for start in range(0, len(prompts), size):
             chunk = prompts[start : start + size]
             input_ids, attention_mask = _left_pad(chunk, hf_cfg.pad_token_id, device)
-            output = _generate(model, input_ids, attention_mask, hf_cfg)
-            for row in output[:, input_ids.shape[1] :].tolist():
+            output, drawn_logprobs = _generate(model, input_ids, attention_mask, hf_cfg, logprobs)
+            for r, row in enumerate(output[:, input_ids.shape[1] :].tolist()):
                 ids, ended = _cut(row, eos_ids)
                 text = tokenizer.decode(ids, skip_special_tokens=True)
-                samples.append(Sample(ids=ids, text=text, ended=ended))
+                values = None if drawn_logprobs is None else drawn_logprobs[r, : len(ids)].tolist()
+                samples.append(Sample(ids=ids, text=text, ended=ended, logprobs=values))
             log.debug("Sampled %d/%d completions", len(samples), len(prompts))
     finally:
         model.train(was_training)
@@ -173,8 +197,10 @@ class HFGenerator:
         chat_template_kwargs: Mapping[str, Any] | None = None,
         batch_size: int = 8,
         autocast: Callable[[], AbstractContextManager] | None = None,
+        record_logprobs: bool = False,
     ) -> None:
         self.model, self.tokenizer = model, tokenizer
+        self.record_logprobs = bool(record_logprobs)
         self.chat_template_kwargs = dict(chat_template_kwargs or {})
         self.batch_size = int(batch_size)
         # the training run's mixed precision (float32 weights computing in bf16 sample 3x faster on a CPU)
@@ -191,6 +217,7 @@ class HFGenerator:
                 sampling,
                 self.chat_template_kwargs,
                 int(size or self.batch_size),
+                logprobs=self.record_logprobs,
             )
 
     def sync_weights(self, model: Any) -> None:

@@ -58,6 +58,7 @@ class VLLMGenerator:
         gpu_memory_utilization: float = 0.3,
         enable_sleep_mode: bool = False,
         seed: int = 0,
+        record_logprobs: bool = True,
     ) -> None:
         try:
             from vllm import LLM
@@ -67,6 +68,7 @@ class VLLMGenerator:
                 f"CPU build as described in docs/users.md ({exc})"
             ) from None
         self.tokenizer = tokenizer
+        self.record_logprobs = bool(record_logprobs)
         self.chat_template_kwargs = dict(chat_template_kwargs or {})
         self.stop_ids = stop_token_ids(tokenizer, self.chat_template_kwargs)
         on_gpu = torch.cuda.is_available()
@@ -95,6 +97,8 @@ class VLLMGenerator:
             max_tokens=int(_get(sampling, "max_new_tokens")),
             stop_token_ids=list(self.stop_ids),
             seed=int(torch.randint(0, 2**31 - 1, ()).item()),  # from the run's seeded torch RNG
+            # the drawn token's log-prob, of the raw model distribution (vLLM's default logprobs mode)
+            logprobs=0 if self.record_logprobs else None,
         )
         prompts = [
             {"prompt_token_ids": render_ids(self.tokenizer, chat, self.chat_template_kwargs)}
@@ -105,12 +109,17 @@ class VLLMGenerator:
         for out in outputs:
             completion = out.outputs[0]
             ids = [int(i) for i in completion.token_ids]
+            values = None
+            if self.record_logprobs and completion.logprobs is not None:
+                values = [float(step[i].logprob) for step, i in zip(completion.logprobs, ids, strict=True)]
             ended = completion.finish_reason == "stop"
             stop = completion.stop_reason
             if ended and (not ids or ids[-1] not in self.stop_ids) and isinstance(stop, int):
                 ids.append(stop)  # the stop token ends the turn and gets a signal in training
             text = self.tokenizer.decode(ids, skip_special_tokens=True)
-            samples.append(Sample(ids=ids, text=text, ended=ended))
+            if values is not None and len(values) < len(ids):  # an appended stop token was not drawn
+                values += [None] * (len(ids) - len(values))
+            samples.append(Sample(ids=ids, text=text, ended=ended, logprobs=values))
         return samples
 
     def sync_weights(self, model: torch.nn.Module) -> None:

@@ -42,6 +42,9 @@ class SDPOBatch:
     completion_ended: torch.Tensor | None = None
     completions_truncated: int = 0  # rows whose completion was cut to max_completion_tokens
     context_messages_dropped: int = 0  # whole history messages dropped to fit max_prompt_tokens
+    # (B, C) float32: the sampler's log-prob of each completion token (NaN where unknown: a token it
+    # did not draw, padding); None unless every row has them
+    sampler_logprobs: torch.Tensor | None = None
 
     def to(self, device: torch.device | str) -> SDPOBatch:
         moved = {}
@@ -73,7 +76,7 @@ def collate_encoded(encoded: Sequence[Mapping[str, Any]], pad_id: int) -> SDPOBa
 
     Required keys: student_ids, teacher_ids, completion_ids (the context ids without the completion).
     Optional: completion_ended, interaction, student_text, teacher_text, completion_truncated,
-    dropped_messages.
+    dropped_messages, sampler_logprobs (one value or None per completion token).
     """
     if not encoded:
         raise ValueError("cannot collate an empty list of examples")
@@ -85,6 +88,14 @@ def collate_encoded(encoded: Sequence[Mapping[str, Any]], pad_id: int) -> SDPOBa
     s_ids, s_mask = _pad(students, pad_id)
     t_ids, t_mask = _pad(teachers, pad_id)
     c_ids, c_mask = _pad(completions, pad_id)
+    sampler = None
+    if all(e.get("sampler_logprobs") is not None for e in encoded):
+        sampler = torch.full(c_ids.shape, float("nan"), dtype=torch.float32)
+        for i, e in enumerate(encoded):
+            values = [float("nan") if v is None else float(v) for v in e["sampler_logprobs"]]
+            if len(values) != len(completions[i]):
+                raise ValueError("sampler_logprobs must have one value per completion token")
+            sampler[i, : len(values)] = torch.tensor(values, dtype=torch.float32)
     return SDPOBatch(
         student_input_ids=s_ids,
         student_attention_mask=s_mask,
@@ -100,6 +111,7 @@ def collate_encoded(encoded: Sequence[Mapping[str, Any]], pad_id: int) -> SDPOBa
         completion_ended=torch.tensor([bool(e.get("completion_ended", False)) for e in encoded]),
         completions_truncated=sum(bool(e.get("completion_truncated", False)) for e in encoded),
         context_messages_dropped=sum(int(e.get("dropped_messages", 0)) for e in encoded),
+        sampler_logprobs=sampler,
     )
 
 
@@ -172,6 +184,7 @@ class BatchBuilder:
             self.max_prompt_tokens,
         )
         return {
+            "sampler_logprobs": sampler_logprobs(interaction, len(completion)),
             "student_ids": fitted.student_ids,
             "teacher_ids": fitted.teacher_ids,
             "completion_ids": completion,
@@ -197,6 +210,18 @@ class BatchBuilder:
                 skipped[exc.reason] += 1
                 log.debug("skipped interaction %s: %s", getattr(interaction, "id", None), exc)
         return (self.collate(encoded) if encoded else None), skipped
+
+
+def sampler_logprobs(interaction: Interaction, length: int) -> list[float | None] | None:
+    """The sampler's log-probs for the `length` completion tokens the batch uses (cut like the ids;
+    None for an end-of-turn token appended to them), or None when there are none (or no sampled ids)."""
+    values = interaction.completion_logprobs
+    if values is None or interaction.completion_ids is None:
+        return None
+    if len(values) != len(interaction.completion_ids):
+        raise SkipInteraction("completion_logprobs_mismatch")
+    values = list(values[:length])
+    return values + [None] * (length - len(values))
 
 
 def skip_metrics(skipped: Mapping[str, int]) -> dict[str, float]:

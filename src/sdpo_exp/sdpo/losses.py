@@ -107,6 +107,28 @@ def sft_loss(student_logprobs: torch.Tensor, mask: torch.Tensor, length_norm: An
     return reduce_tokens(-student_logprobs, mask, length_norm)
 
 
+def importance_weights(
+    learner: torch.Tensor, sampler: torch.Tensor, mask: torch.Tensor, clip: float | None
+) -> tuple[torch.Tensor | None, dict[str, float]]:
+    """Truncated importance weights w = min(exp(learner - sampler), clip) of (B, C) per-token log-probs
+    (1 where the sampler's is unknown, NaN), None when `clip` is None; and the metrics of the mismatch
+    between sampler and learner: mean |learner - sampler| over the known tokens (always), the mean
+    weight and the share of tokens clipped (with `clip`)."""
+    known = mask & ~torch.isnan(sampler)
+    log_ratio = torch.where(known, learner.detach() - torch.nan_to_num(sampler), torch.zeros_like(learner))
+    metrics: dict[str, float] = {}
+    if bool(known.any()):
+        metrics["is_log_ratio_abs_mean"] = float(log_ratio[known].abs().double().mean())
+    if clip is None:
+        return None, metrics
+    ratio = log_ratio.exp()
+    weights = torch.where(known, ratio.clamp(max=float(clip)), torch.ones_like(ratio))
+    if bool(known.any()):
+        metrics["is_weight_mean"] = float(weights[known].double().mean())
+        metrics["is_clip_frac"] = float((ratio[known] > float(clip)).double().mean())
+    return weights.detach(), metrics
+
+
 def divergence_loss(divergence: torch.Tensor, mask: torch.Tensor, length_norm: Any = "token") -> torch.Tensor:
     """Per-sequence reduction of per-position divergences (full_kl, topk, jsd)."""
     return reduce_tokens(divergence, mask, length_norm)

@@ -244,11 +244,19 @@ class SDPOObjective:
         metrics: dict[str, float] = {}
         advantages = None if teacher is None else losses.advantages(teacher, student, mask)
         term_mask = self.term_mask(mask)
+        weights = None
+        if batch.sampler_logprobs is not None:
+            weights, is_metrics = losses.importance_weights(
+                student.detach(), batch.sampler_logprobs.to(student.device), mask, _get(self.cfg, "is_clip")
+            )
+            metrics.update(is_metrics)
         if self.name == "pg":
             clip = _get(self.cfg, "clip_advantages")
             shaped = losses.shape_advantages(
                 advantages, term_mask, bool(self.cfg.center_advantages), None if clip is None else float(clip)
             )
+            if weights is not None:
+                shaped = shaped * weights
             per_sequence = losses.pg_loss(student, shaped, term_mask, self.length_norm)
             if clip is not None and bool(term_mask.any()):
                 metrics["adv_clip_frac"] = float((shaped[term_mask].abs() >= float(clip)).double().mean())
@@ -257,6 +265,8 @@ class SDPOObjective:
         elif self.name == "sft":
             per_sequence = losses.sft_loss(student, mask, self.length_norm)
         else:
+            if weights is not None:
+                divergence = divergence * weights
             per_sequence = losses.divergence_loss(divergence, mask, self.length_norm)
             metrics["kl_mean"] = float(divergence.detach()[mask].double().mean()) if bool(mask.any()) else 0.0
         if ref_tok is not None:

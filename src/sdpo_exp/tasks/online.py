@@ -101,6 +101,8 @@ class OnlineRun:
             backend, self.acc.unwrap_model(self.learner.model), builder.tokenizer,
             dict(cfg.model.chat_template_kwargs or {}), int(cfg.generation.batch_size), model_dir,
             OmegaConf.to_container(cfg.generation.vllm), self.acc.autocast,
+            # the sampler's log-probs: for loss.is_clip, and to log how far the sampler is from the learner
+            record_logprobs=backend == "vllm" or OmegaConf.select(cfg, "loss.is_clip") is not None,
         )  # fmt: skip
         self.users = UserRoles(cfg, self.schedule.profiles, self.acc.device, judges=self.acc.is_main_process)
         self.judging = WinRateTracker(
@@ -148,6 +150,7 @@ class OnlineRun:
                 interaction = Interaction(
                     context=prompt.messages(), completion=sample.text, followup=followup,
                     id=f"b{batch}-{prompt.id}", completion_ids=sample.ids, completion_ended=sample.ended,
+                    completion_logprobs=sample.logprobs,
                 )  # fmt: skip
                 micro.append(interaction)
                 records.append({**record, **interaction.to_record()})
