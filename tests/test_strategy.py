@@ -1,5 +1,6 @@
-"""`trainer.strategy`: the 7-8B presets compose into FSDP jobs, and the combinations FSDP does not
-take (8-bit AdamW, LoRA, a model without decoder layers) fail before any training with one line."""
+"""`trainer.strategy`: the 7-8B presets compose into FSDP jobs, the combinations FSDP does not take
+(8-bit AdamW, a model without decoder layers) fail before any training with one line, and a sharded
+LoRA run's adapters are merged into its final weights as PEFT merges them."""
 
 from __future__ import annotations
 
@@ -11,9 +12,7 @@ import torch
 
 from sdpo_exp.errors import ConfigError
 from sdpo_exp.training.optim import check_optimizer_available
-from sdpo_exp.training.strategy import FullySharded, decoder_layers, make_strategy
-
-from conftest import reset_accelerate
+from sdpo_exp.training.strategy import decoder_layers
 
 SHARDED_PRESETS = [
     "wildfeedback_qwen8b",
@@ -50,20 +49,29 @@ def test_eight_bit_adamw_is_refused_under_fsdp(compose):
         check_optimizer_available(cfg.trainer, torch.device("cuda"))
 
 
-def test_lora_is_refused_under_fsdp(compose, cache_dir):
-    from accelerate import Accelerator
-
+def test_lora_merged_from_a_state_dict_equals_peft_merge(compose, cache_dir):
+    """The final model of a sharded LoRA run is merged from the gathered state dict; PEFT's own
+    merge_and_unload on the model is the independent reference."""
     from sdpo_exp.models import load_model, load_tokenizer
+    from sdpo_exp.training.lora_merge import merged_state_dict
 
-    cfg = compose("model=tiny_random", "model.lora.enabled=true", "trainer.strategy=fsdp")
+    cfg = compose(
+        "model=tiny_random", "model.lora.enabled=true", "model.lora.target_modules=[q_proj,o_proj,up_proj]"
+    )
     model = load_model(cfg.model, cache_dir, load_tokenizer(cfg.model, cache_dir), trainable=True)
-    try:
-        strategy = make_strategy(cfg.trainer, Accelerator(cpu=True))
-        assert isinstance(strategy, FullySharded)
-        with pytest.raises(ConfigError, match="LoRA"):
-            strategy.prepare(model, lambda m: torch.optim.AdamW(m.parameters()))
-    finally:
-        reset_accelerate()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_" in name:
+                p.normal_(std=0.05)  # lora_B starts at zero: a merge of zeros would prove nothing
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    merged = merged_state_dict(model, state)
+    reference = model.merge_and_unload().state_dict()
+    assert merged.keys() == reference.keys()
+    q_base = state["base_model.model.model.layers.0.self_attn.q_proj.base_layer.weight"]
+    assert (merged["model.layers.0.self_attn.q_proj.weight"] - q_base).abs().max() > 1e-4  # adapters count
+    for key, value in reference.items():
+        assert torch.allclose(merged[key], value, rtol=1e-6, atol=1e-7), key
 
 
 def test_a_model_without_decoder_layers_is_named():

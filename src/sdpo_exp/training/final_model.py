@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from sdpo_exp.training.lora_merge import merged_state_dict
 from sdpo_exp.training.strategy import original_class_name
 
 log = logging.getLogger(__name__)
@@ -26,8 +27,12 @@ def save_final_model(
         strategy.full_state_dict(model) if strategy is not None else accelerator.get_state_dict(model)
     )
     if hasattr(unwrapped, "merge_and_unload"):  # peft: a plain model with the adapters merged
-        unwrapped = unwrapped.merge_and_unload()
-        state_dict = None
+        if getattr(strategy, "sharded", False):  # the weights exist in full only as the gathered dict
+            state_dict = merged_state_dict(unwrapped, state_dict) if accelerator.is_main_process else None
+            unwrapped = unwrapped.get_base_model()
+        else:
+            unwrapped = unwrapped.merge_and_unload()
+            state_dict = None
     if accelerator.is_main_process:
         tmp = target.with_name(target.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)

@@ -27,7 +27,6 @@ from torch import nn
 from sdpo_exp.config.schemas.trainer import Strategy
 from sdpo_exp.errors import ConfigError
 from sdpo_exp.sdpo.logprobs import unwrap_model
-from sdpo_exp.sdpo.teacher import find_peft_model
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +65,7 @@ class DataParallel:
     """`ddp`: accelerate's preparation (a DDP wrapper on several processes) and state files."""
 
     name = Strategy.ddp
+    sharded = False
 
     def __init__(self, accelerator: Any) -> None:
         self.acc = accelerator
@@ -94,6 +94,7 @@ class FullySharded:
     """`fsdp`: FSDP2 sharding, distributed checkpoints, a gathered final model."""
 
     name = Strategy.fsdp
+    sharded = True
 
     def __init__(self, accelerator: Any) -> None:
         self.acc = accelerator
@@ -102,11 +103,6 @@ class FullySharded:
         self.objects: dict[str, Stateful] = {}
 
     def prepare(self, model: nn.Module, make_optimizer: Callable[[nn.Module], Any]) -> tuple[nn.Module, Any]:
-        if find_peft_model(model) is not None:
-            raise ConfigError(
-                "trainer.strategy=fsdp with LoRA (model.lora) is not supported: a LoRA run keeps frozen "
-                "base weights and fits one GPU per replica; use trainer.strategy=ddp"
-            )
         model = model.to(self.acc.device)
         if self.acc.num_processes == 1:
             log.info(
