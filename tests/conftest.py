@@ -102,6 +102,15 @@ def reset_accelerate() -> None:
     PartialState._reset_state()
 
 
+@pytest.fixture(scope="module")
+def accelerator():
+    """A one-process CPU Accelerator for a test module; accelerate's state is reset afterwards."""
+    from accelerate import Accelerator
+
+    yield Accelerator(cpu=True)
+    reset_accelerate()
+
+
 def run_in_process(compose, run_dir: Path, overrides: list[str]) -> dict[str, float]:
     from sdpo_exp.tasks.runner import execute
 

@@ -76,6 +76,8 @@ CASES = {
     "qwen3_tied": ["pg", "topk+ema", "pg+base+shared", "jsd+trust_region+ref"],
     "llama_tied": ["pg+shared", "full_kl+ema", "pg+trust_region+ref"],
 }  # fmt: skip
+# under bf16 autocast, as the paper presets train (float32 weights computing in bf16)
+BF16_CASES = {"qwen3": ["pg+ema", "topk+trust_region+shared"], "qwen3_tied": ["pg+base+ref"]}
 
 
 def step_rows(step: int) -> list[dict]:
@@ -83,8 +85,12 @@ def step_rows(step: int) -> list[dict]:
     return encoded
 
 
-def run_case(shape: str, spec: str, accelerator: Any, strategy: Any = None) -> dict[str, Any]:
-    """Two optimiser steps; the step losses and the full weights after them (on every process)."""
+def run_case(
+    shape: str, spec: str, accelerator: Any, strategy: Any = None, split_like_ranks: bool = False
+) -> dict[str, Any]:
+    """Two optimiser steps; the step losses and the full weights after them (on every process).
+    `split_like_ranks` (one process): accumulate the ranks' rows as two micro-batches, so that under
+    bf16 autocast every forward has the shapes, and so the rounding, of a rank's."""
     model = make_model(shape)
     if strategy is None:
         optimizer = torch.optim.AdamW(model.parameters(), lr=LR)
@@ -95,9 +101,14 @@ def run_case(shape: str, spec: str, accelerator: Any, strategy: Any = None) -> d
     losses, norms = [], []
     for step in range(len(STEP_LENGTHS)):
         rows = step_rows(step)
-        mine = rows if world == 1 else [rows[i] for i in SPLIT[rank]]
-        batch = collate_encoded(mine, pad_id=0)
-        metrics = accumulate_gradients(accelerator, model, objective, [batch], [True]).reduce(accelerator)
+        if world > 1:
+            batches = [collate_encoded([rows[i] for i in SPLIT[rank]], pad_id=0)]
+        elif split_like_ranks:  # each rank's rows as one micro-batch: the same shapes in every forward
+            batches = [collate_encoded([rows[i] for i in part], pad_id=0) for part in SPLIT.values()]
+        else:
+            batches = [collate_encoded(rows, pad_id=0)]
+        sums = accumulate_gradients(accelerator, model, objective, batches, [True] * len(batches))
+        metrics = sums.reduce(accelerator)
         if strategy is None:
             norms.append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)))
         else:

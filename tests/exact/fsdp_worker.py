@@ -1,6 +1,6 @@
 """One process of the FSDP exactness test, started by torchrun (gloo on CPU): every case of
 `fsdp_cases.CASES` under FSDP2 across the processes; rank 0 writes {(shape, spec): result} to the
-file named on the command line. `--defect NAME` puts a known defect back (the test shows that the
+file named on the command line (`--bf16`: the BF16_CASES under bf16 autocast). `--defect NAME` puts a known defect back (the test shows that the
 comparison then fails): `data_swap` swaps a teacher's weights by `p.data = t`, `head_no_copy` keeps
 a view of the gathered LM-head weight for a teacher with other weights instead of a copy.
 """
@@ -12,7 +12,7 @@ import contextlib
 
 import torch
 from accelerate import Accelerator
-from fsdp_cases import CASES, run_case
+from fsdp_cases import BF16_CASES, CASES, run_case
 
 from sdpo_exp.sdpo import teacher as teacher_module
 from sdpo_exp.sdpo.logprobs import LogitHead
@@ -46,10 +46,12 @@ def main() -> None:
     parser.add_argument("out")
     parser.add_argument("--defect", default="")
     parser.add_argument("--only", nargs="*", default=None, help="shape:spec cases to run")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast (the BF16_CASES)")
     args = parser.parse_args()
     put_back(args.defect)
-    acc = Accelerator(cpu=True)
-    cases = [(shape, spec) for shape, specs in CASES.items() for spec in specs]
+    acc = Accelerator(cpu=True, mixed_precision="bf16" if args.bf16 else "no")
+    table = BF16_CASES if args.bf16 else CASES
+    cases = [(shape, spec) for shape, specs in table.items() for spec in specs]
     if args.only:
         cases = [c for c in cases if f"{c[0]}:{c[1]}" in args.only]
     results = {}

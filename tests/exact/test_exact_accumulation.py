@@ -33,17 +33,6 @@ CASES = accumulation_cases()
 
 
 @pytest.fixture(scope="module")
-def accelerator():
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState, GradientState, PartialState
-
-    yield Accelerator(cpu=True)
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
-    PartialState._reset_state()
-
-
-@pytest.fixture(scope="module")
 def two_process_results(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp") / "results.pt"
     env = {

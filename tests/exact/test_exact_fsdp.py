@@ -33,17 +33,6 @@ def _torchrun(out: Path, *args: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def accelerator():
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState, GradientState, PartialState
-
-    yield Accelerator(cpu=True)
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
-    PartialState._reset_state()
-
-
-@pytest.fixture(scope="module")
 def sharded(tmp_path_factory):
     return _torchrun(tmp_path_factory.mktemp("fsdp") / "results.pt")
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from sdpo_exp.config.schemas.trainer import Strategy
 from sdpo_exp.data.prompt_files import Prompt, read_prompt_sets
 from sdpo_exp.errors import ConfigError
 from sdpo_exp.evaluation.tracker import WinRateTracker
@@ -35,6 +36,7 @@ from sdpo_exp.training.geometry import batch_geometry
 from sdpo_exp.training.learner import Learner
 from sdpo_exp.training.preemption import PreemptionWatcher
 from sdpo_exp.training.progress import Progress, progress_line
+from sdpo_exp.training.strategy import strategy_of
 from sdpo_exp.users.profiles import UserProfile
 from sdpo_exp.users.roles import UserRoles
 from sdpo_exp.users.schedule import make_schedule
@@ -78,10 +80,7 @@ class OnlineRun:
         builder = BatchBuilder.from_config(cfg, load_tokenizer(cfg.model, cfg.paths.cache_dir))
         geometry = batch_geometry(cfg.trainer, self.acc.num_processes)
         self.batch_size = geometry.global_batch
-        if (
-            str(getattr(cfg.trainer.strategy, "value", cfg.trainer.strategy)) == "fsdp"
-            and self.acc.num_processes > 1
-        ):
+        if strategy_of(cfg.trainer) == Strategy.fsdp and self.acc.num_processes > 1:
             raise ConfigError(
                 "task=online with trainer.strategy=fsdp on several processes is not supported: each process "
                 "samples its own completions from the policy, and a sharded policy would need every process "

@@ -22,7 +22,9 @@ def merged_state_dict(peft_model: nn.Module, state: dict[str, torch.Tensor]) -> 
         scaling = getattr(module, "scaling", None)
         if isinstance(scaling, dict) and _ADAPTER in scaling and hasattr(module, "base_layer"):
             if type(module.base_layer) is not nn.Linear:
-                raise ValueError(f"{name}: merging LoRA into a {type(module.base_layer).__name__} is not supported")
+                raise ValueError(
+                    f"{name}: merging LoRA into a {type(module.base_layer).__name__} is not supported"
+                )
             scalings[name] = float(scaling[_ADAPTER])
     merged: dict[str, torch.Tensor] = {}
     for key, value in state.items():
@@ -38,5 +40,3 @@ def merged_state_dict(peft_model: nn.Module, state: dict[str, torch.Tensor]) -> 
             key = f"{owner}.{leaf}"
         merged[key.removeprefix(_PEFT_PREFIX)] = value
     return merged
-
-

@@ -9,8 +9,9 @@ from typing import Any
 
 import torch
 
-from sdpo_exp.config.schemas.trainer import Optimizer, Scheduler
+from sdpo_exp.config.schemas.trainer import Optimizer, Scheduler, Strategy
 from sdpo_exp.errors import ConfigError
+from sdpo_exp.training.strategy import strategy_of
 
 log = logging.getLogger(__name__)
 
@@ -23,10 +24,7 @@ def check_optimizer_available(trainer: Any, device: torch.device) -> None:
     """Fail before any model is loaded when the optimiser cannot run here."""
     if _enum(trainer.optimizer, Optimizer) != Optimizer.adamw_8bit:
         return
-    if (
-        str(getattr(getattr(trainer, "strategy", "ddp"), "value", getattr(trainer, "strategy", "ddp")))
-        == "fsdp"
-    ):
+    if strategy_of(trainer) == Strategy.fsdp:
         raise ConfigError(
             "trainer.optimizer=adamw_8bit with trainer.strategy=fsdp: bitsandbytes' 8-bit AdamW updates plain "
             "tensors, not FSDP2's sharded DTensor parameters; use trainer.optimizer=adamw (its float32 state is "

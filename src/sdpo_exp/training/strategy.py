@@ -174,10 +174,14 @@ def _one_process_group(device: torch.device) -> None:
         dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1)
 
 
-def make_strategy(trainer: Any, accelerator: Any) -> DataParallel | FullySharded:
+def strategy_of(trainer: Any) -> Strategy:
+    """`trainer.strategy` as the enum (a plain string or a missing key, `ddp`, are accepted)."""
     value = getattr(trainer, "strategy", Strategy.ddp)
-    kind = value if isinstance(value, Strategy) else Strategy(str(value))
-    return FullySharded(accelerator) if kind == Strategy.fsdp else DataParallel(accelerator)
+    return value if isinstance(value, Strategy) else Strategy(str(value))
+
+
+def make_strategy(trainer: Any, accelerator: Any) -> DataParallel | FullySharded:
+    return FullySharded(accelerator) if strategy_of(trainer) == Strategy.fsdp else DataParallel(accelerator)
 
 
 def original_class_name(model: nn.Module) -> str:
