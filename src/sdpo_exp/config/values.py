@@ -95,6 +95,19 @@ ONLINE: list[Check] = [
     ("switch_every", _at_least_one, "an integer >= 1"),
     ("report_examples", _non_negative, ">= 0"),
 ]
+SERVE: list[Check] = [
+    ("port", lambda x: 0 <= int(x) <= 65535, "in [0, 65535] (0: any free port)"),
+    ("update_every", _at_least_one, "an integer >= 1"),
+    ("max_updates", lambda x: x is None or int(x) >= 1, "null or an integer >= 1"),
+    ("save_every", _non_negative, ">= 0 (0: no checkpoints)"),
+    ("max_request_bytes", _at_least_one, "an integer >= 1"),
+    ("max_concurrency", _at_least_one, "an integer >= 1"),
+    ("max_tokens", _at_least_one, "an integer >= 1"),
+    ("max_prompt_tokens", _at_least_one, "an integer >= 1"),
+    ("max_messages", _at_least_one, "an integer >= 1"),
+    ("color_limit", lambda x: x is None or float(x) > 0, "null or > 0"),
+    ("chunk_size", _at_least_one, "an integer >= 1"),
+]
 EVAL: list[Check] = [
     ("num_eval_prompts", _at_least_one, "an integer >= 1"),
     ("bootstrap_samples", _non_negative, ">= 0"),
@@ -203,6 +216,8 @@ def check_values(cfg: DictConfig) -> None:
             raise ConfigError(
                 f"task.flip_after={task.flip_after} must lie between 0 and task.num_interactions={task.num_interactions}"
             )
+    if task is not None and str(task.name) == "serve":
+        _run(task, "task", SERVE)
     if task is not None and str(task.name) == "benchmark":
         _run(cfg.get("benchmark"), "benchmark", BENCHMARK)
         if not cfg.benchmark.benchmarks:

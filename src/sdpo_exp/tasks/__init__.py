@@ -30,6 +30,7 @@ TASKS: dict[str, str] = {
     "oracle": "sdpo_exp.tasks.oracle",
     "evaluate": "sdpo_exp.tasks.evaluate",
     "benchmark": "sdpo_exp.tasks.benchmark",
+    "serve": "sdpo_exp.tasks.serve",
 }
 
 
@@ -52,6 +53,8 @@ METRICS: dict[str, tuple[str, ...]] = {
     "oracle": ("final/*/win_rate", "final/*/coverage", "judge/*"),
     "evaluate": ("win_rate/*",),
     "benchmark": ("benchmark/*", "diff/*"),
+    "serve": ("requests", "rejected", "rejected/*", "interactions", "updates", "interactions_trained",
+              "interactions_skipped", "pending_turns", "seconds", "train/*"),
 }  # fmt: skip
 
 
@@ -67,6 +70,7 @@ USED_GROUPS: dict[str, tuple[str, ...]] = {
     "oracle": (*_ALWAYS, "model", "dataset", "user_profile", "judge", "generation"),
     "evaluate": (*_ALWAYS, "model", "dataset", "user_profile", "judge", "generation"),
     "benchmark": (*_ALWAYS, "model", "benchmark", "user_profile", "judge", "generation"),
+    "serve": (*_ALWAYS, "model", "loss", "trainer", "generation", "hindsight"),
 }  # fmt: skip
 GROUPS = ("task", "model", "dataset", "user_profile", "simulator", "judge", "loss", "trainer", "generation",
           "logger", "hindsight", "paths", "benchmark")  # fmt: skip
