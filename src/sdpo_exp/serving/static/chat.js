@@ -109,7 +109,7 @@
       model = health.model;
       document.getElementById("auth").hidden = !health.auth;
       let line = health.model + ", learn=" + health.learn + ", weights v" + health.weights_version +
-        ", " + health.interactions + " interactions logged";
+        ", " + health.interactions + (health.interactions === 1 ? " interaction" : " interactions") + " logged";
       if (health.learn === "online") line += ", " + health.updates + " updates";
       status.textContent = line;
     } catch (error) {
