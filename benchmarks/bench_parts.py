@@ -1,4 +1,4 @@
-"""The four parts of `make bench`; `step.py` runs each in a worker process of its own.
+"""The parts of `make bench`; `step.py` runs each in a worker process of its own.
 
 - step: the whole offline step (tokenise, teacher, student, loss, backward, clipping, optimiser and
   scheduler step) through the project's `Learner.step`, against the naive reference step followed by
@@ -7,6 +7,8 @@
   recorded by a student forward that runs anyway, outside the timed region).
 - trl: the loss step (teacher, student, loss, backward) of `loss=topk` against TRL's SDPO loss path.
 - scaling: loss-step time and peak memory over context and completion lengths, batch 1.
+- realistic: whole optimiser steps on lengths of logged conversations, ours (defaults), ours (plain),
+  naive and TRL's whole training step (`bench_realistic.py`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench_measure import alternate
+from bench_realistic import part_realistic
 from bench_setup import (
     CONF,
     HEADROOM,
@@ -272,4 +275,10 @@ def part_scaling(sizes: Sizes, contexts: list[int], completions: list[int]) -> d
     return {"sizes": sizes.to_dict(), "points": results}
 
 
-PARTS = {"step": part_step, "teacher": part_teacher, "trl": part_trl, "scaling": part_scaling}
+PARTS = {
+    "step": part_step,
+    "teacher": part_teacher,
+    "trl": part_trl,
+    "scaling": part_scaling,
+    "realistic": part_realistic,
+}

@@ -127,7 +127,135 @@ def markdown(results: dict[str, Any], plot_name: str | None) -> str:
             ]
     if "scaling" in parts:
         lines += _scaling_lines(parts["scaling"], plot_name)
+    if "realistic" in parts:
+        lines += realistic_lines(parts["realistic"])
+    lines += round_two_lines(parts)
     return "\n".join(lines)
+
+
+REALISTIC_NAMES = {
+    "naive": "naive",
+    "ours_defaults": "ours (defaults)",
+    "ours_plain": "ours (plain)",
+    "trl": "TRL `SDPOTrainer` step",
+}
+REALISTIC_HEAD = (
+    "| method | wall s (median) | CPU s (median) | best wall s | tokens/s | completion tok/s | peak MiB "
+    "| wall / naive | wall / TRL | memory / naive | memory / TRL |\n|---|---|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def _settings(values: dict[str, Any]) -> str:
+    return ", ".join(f"`{k}={'null' if v is None else str(v).lower()}`" for k, v in values.items())
+
+
+def realistic_lines(r: dict[str, Any]) -> list[str]:
+    s, lengths, shape = r["sizes"], r["lengths"], r["shape"]
+    summary = lengths["summary"]
+    methods = r["methods"]
+    trl = methods.get("trl")
+    rows = ", ".join(f"{x['context']}/{x['completion']}/{x['followup']}" for x in lengths["rows"])
+    lines = [
+        f"**Whole step on lengths of logged conversations** (`--part realistic`, loss `{r['loss']}`): "
+        f"{s['model']} {s['dtype']}, {s['batch']} interactions in {r['micro_batches']} micro-batches of "
+        f"{r['per_device']}, lengths drawn from `benchmarks/lengths.py` (seed {lengths['seed']}; "
+        f"{lengths['source']}; contexts clipped to {lengths['max_context']} tokens, completions to "
+        f"{lengths['max_completion']}, follow-ups to {lengths['max_followup']}). Context / completion / "
+        f"follow-up tokens of the rows: {rows} (content tokens); rendered contexts "
+        f"{shape['student_context_mean']:.0f} tokens on average (teacher {shape['teacher_context_mean']:.0f}), "
+        f"median sampled context {summary['context_median']:.0f}; {shape['completion_tokens']} completion "
+        f"tokens, {r['tokens']} student + teacher tokens without padding (tokens/s counts these); "
+        f"{s['repeats']} timed repeat(s) per method, after a warm-up step of each on the first two "
+        "interactions (a micro-batch of one each).",
+        "",
+        f"Settings: ours (defaults) resolved {_settings(r['config']['defaults'])}; ours (plain) "
+        f"{_settings(r['config']['plain'])}.",
+    ]
+    if "skipped" in r.get("trl", {}):
+        lines[-1] += f" TRL: skipped: {r['trl']['skipped']}."
+    else:
+        t = r["trl"]
+        lines[-1] += (
+            f" TRL: `distillation_mode={t['distillation_mode']}` (alpha {t['distillation_alpha']}, the same "
+            f"per-token term as `pg`), `distillation_weight={t['distillation_weight']}`, "
+            f"`teacher_model_kind={t['teacher_model_kind']}`, {t['per_device_train_batch_size']} rows x "
+            f"{t['gradient_accumulation_steps']} accumulation steps; its generation batch is padded as one, "
+            f"{t['padded_tokens']} token positions against {r['padded_tokens']['micro_batches']} for the "
+            f"project's per-micro-batch padding."
+        )
+    values = ", ".join(f"{REALISTIC_NAMES[k]} {v['value']:.6g}" for k, v in methods.items())
+    lines += [
+        f"Loss values of the warm-up steps (same initial weights, same rows): {values}.",
+        "",
+        REALISTIC_HEAD,
+    ]
+    base = methods["naive"]
+    for name, m in methods.items():
+        lines.append(
+            f"| {REALISTIC_NAMES[name]} | {_f(m['wall_s'])} | {_f(m['cpu_s'])} | {_f(m['best_wall_s'])} | "
+            f"{_f(m['tokens_per_s'], 1)} | {_f(m['completion_tokens_per_s'], 1)} | {_f(m['peak_mib'], 0)} | "
+            f"{_x(ratio(m['wall_s'], base['wall_s']))} | "
+            f"{_x(ratio(m['wall_s'], trl['wall_s'])) if trl else 'n/a'} | "
+            f"{_x(ratio(m['peak_mib'], base['peak_mib']))} | "
+            f"{_x(ratio(m['peak_mib'], trl['peak_mib'])) if trl else 'n/a'} |"
+        )
+    ours = methods["ours_defaults"]
+    text = f"Speed-up of ours (defaults), tokens/s: {_x(ratio(base['wall_s'], ours['wall_s']))} against naive"
+    if trl:
+        text += f", {_x(ratio(trl['wall_s'], ours['wall_s']))} against TRL's step"
+    text += f", {_x(ratio(methods['ours_plain']['wall_s'], ours['wall_s']))} against ours (plain)."
+    return lines + ["", text, ""]
+
+
+def _met(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("yes" if ok else "no")
+
+
+def round_two_lines(parts: dict[str, Any]) -> list[str]:
+    """The round-two targets of the performance issue, with this run's figures (where measured)."""
+    rows = []
+    r = parts.get("realistic")
+    if r:
+        m = r["methods"]
+        ours, naive, trl = m["ours_defaults"], m["naive"], m.get("trl")
+        speed = ratio(naive["wall_s"], ours["wall_s"])
+        rows.append(
+            f"| whole step, defaults, >= 1.5x faster than naive (realistic lengths) | {_x(speed)} | "
+            f"{_met(None if speed is None else speed >= 1.5)} |"
+        )
+        if trl:
+            speed_trl = ratio(trl["wall_s"], ours["wall_s"])
+            memory_trl = ratio(ours["peak_mib"], trl["peak_mib"])
+            ok = None if speed_trl is None or memory_trl is None else speed_trl >= 1.3 and memory_trl <= 1.0
+            rows.append(
+                f"| whole step, defaults, >= 1.3x faster than TRL's whole step at no more memory | "
+                f"{_x(speed_trl)}, memory {_x(memory_trl)} of TRL's | {_met(ok)} |"
+            )
+        memory = ratio(ours["peak_mib"], naive["peak_mib"])
+        rows.append(
+            f"| whole-step peak memory, defaults, <= 50% of naive (realistic lengths) | "
+            f"{_f(ours['peak_mib'], 0)} / {_f(naive['peak_mib'], 0)} MiB = {_x(memory)} | "
+            f"{_met(None if memory is None else memory <= 0.5)} |"
+        )
+    t = parts.get("teacher")
+    if t:
+        shared, plain = t["methods"]["shared"], t["methods"]["plain"]
+        teacher = ratio(shared["wall_s"], plain["wall_s"])
+        rows.append(
+            f"| teacher pass with the shared prefix <= 0.4x of the plain pass (contexts 1,024; the `teacher` "
+            f"part) | {_x(teacher)} | {_met(None if teacher is None else teacher <= 0.4)} |"
+        )
+    if not rows:
+        return []
+    return [
+        "**Round-two targets of the performance issue, figures of this run** (ratios of medians; "
+        "docs/benchmarks.md, end, says what limits them):",
+        "",
+        "| target | measured | met? |",
+        "|---|---|---|",
+        *rows,
+        "",
+    ]
 
 
 def _scaling_lines(r: dict[str, Any], plot_name: str | None) -> list[str]:

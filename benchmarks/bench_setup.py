@@ -138,3 +138,28 @@ def batch_shape(batch: Any) -> dict[str, float]:
 def naive_loss_step(model: Any, batch: Any, loss: str) -> float:
     """The naive reference's loss step: full-logit teacher and student passes, loss, backward."""
     return naive_step(model, batch, loss)
+
+
+def text_of_tokens(tokenizer: Any, n: int, rng: random.Random) -> str:
+    """Filler text of about `n` tokens (whole tokens of random words, decoded)."""
+    words = [rng.choice(WORDS) for _ in range(n + 8)]
+    ids = tokenizer.encode(" ".join(words), add_special_tokens=False)[:n]
+    return tokenizer.decode(ids).strip() or "ok"
+
+
+def realistic_interactions(tokenizer: Any, rows: list[Any], vocab: int, seed: int = 0) -> list[Any]:
+    """Interactions whose context messages, completion and follow-up have the token lengths of `rows`
+    (`lengths.RowLengths`): filler words for the messages, random token ids for the completion."""
+    from sdpo_exp.interaction import Interaction
+
+    rng = random.Random(seed)
+    out = []
+    for b, row in enumerate(rows):
+        context = [
+            {"role": "user" if i % 2 == 0 else "assistant", "content": text_of_tokens(tokenizer, n, rng)}
+            for i, n in enumerate(row.history)
+        ]
+        ids = [rng.randrange(100, vocab) for _ in range(row.completion)]
+        followup = text_of_tokens(tokenizer, row.followup, rng)
+        out.append(Interaction(context, "", followup, id=f"r{b}", completion_ids=ids, completion_ended=False))
+    return out

@@ -114,6 +114,8 @@ def naive_step(model, batch, loss: str) -> float:
     def positions(logp_or_lp, prompt_lens):
         c = batch.completion_ids.shape[1]
         idx = prompt_lens[:, None] + torch.arange(c) - 1  # position predicting completion token j
+        # padding positions of a row whose completion is shorter than the batch's: masked, kept in range
+        idx = idx.clamp(max=logp_or_lp.shape[1] - 1)
         return logp_or_lp.gather(
             1, idx.view(*idx.shape, *([1] * (logp_or_lp.dim() - 2))).expand(-1, -1, *logp_or_lp.shape[2:])
         )

@@ -41,6 +41,9 @@ FULL: dict[str, dict[str, Any]] = {
         "contexts": [256, 512, 1024, 2048, 4096],
         "completions": [128, 256, 512, 1024, 2048],
     },
+    # lengths of logged conversations (benchmarks/lengths.py): contexts up to 2,048 tokens,
+    # completions up to the default trainer's 256, 8 rows in 2 micro-batches of 4
+    "realistic": {"sizes": Sizes(*SMOL, batch=8, context=2048, completion=256, repeats=2), "per_device": 4},
 }
 TINY: dict[str, dict[str, Any]] = {
     "step": {"sizes": Sizes(*TINY_MODEL, batch=2, context=48, completion=16, repeats=1)},
@@ -50,6 +53,12 @@ TINY: dict[str, dict[str, Any]] = {
         "sizes": Sizes(*TINY_MODEL, batch=1, context=32, completion=8, repeats=1),
         "contexts": [32, 64],
         "completions": [8, 16],
+    },
+    "realistic": {
+        "sizes": Sizes(*TINY_MODEL, batch=4, context=64, completion=16, repeats=1),
+        "per_device": 2,
+        "max_followup": 8,
+        "scale": 1 / 16,
     },
 }
 BUDGET_MIB = {"full": 2048.0, "tiny": 64.0}  # the memory budget of the longest-context question
