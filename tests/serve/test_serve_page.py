@@ -1,11 +1,15 @@
 """The chat page in headless Chromium (Debian's, through Playwright; nothing is downloaded): a
 conversation typed into it, and after the follow-up the first reply's tokens coloured with the
-advantages the server computed. `SDPO_SERVE_SCREENSHOT=FILE` keeps the screenshot (docs/images)."""
+advantages the server computed. The slow test makes the docs screenshot with SmolLM2 (`SDPO_SERVE_SCREENSHOT=FILE`)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -13,6 +17,8 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 from serve_support import serve_in_process
+
+from conftest import CACHE_DIR, cli
 
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -80,6 +86,39 @@ def test_page_shows_the_heatmap_after_the_follow_up(compose, tmp_path, browser_p
     strongest = {signal["colors"][i] for i in np.argsort(np.abs(signal["advantages"]))[-3:]}
     found = {c for c in strongest if _fraction(image, c) > 0}
     assert found, "the strongest token colours must be on the screenshot"
+
+
+@pytest.mark.slow
+def test_page_with_smollm2_learning_online(tmp_path, browser_page):
+    """`python run.py task=serve` with SmolLM2 (greedy replies, an update after every answer): the page
+    shows both answered replies' heatmaps and the new weights (the docs' screenshot:
+    `SDPO_SERVE_SCREENSHOT=docs/images/serve_page.png pytest -m slow tests/serve/test_serve_page.py`)."""
+    page, run_dir = browser_page, tmp_path / "run"
+    with open(tmp_path / "serve.log", "w") as log:
+        proc = cli(["task=serve", "task.port=0", "task.learn=online", "task.update_every=1", "generation=greedy",
+                    "generation.max_new_tokens=48", f"hydra.run.dir={run_dir}"], stdout=log, stderr=subprocess.STDOUT,
+                   env={"SDPO_CACHE_DIR": str(CACHE_DIR), "OMP_NUM_THREADS": "1"})  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while not (run_dir / "server.json").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.log").read_text()[
+                -3000:
+            ]
+            time.sleep(0.5)
+        url = json.loads((run_dir / "server.json").read_text())["url"]
+        turns = ["What is the capital of France?", "Answer in one short sentence, without a greeting.",
+                 "Good. Now the capital of Italy, same style."]  # fmt: skip
+        type_conversation(page, url, turns, timeout_ms=600_000)
+        page.wait_for_function(
+            "document.getElementById('status').textContent.includes('2 updates')", timeout=600_000
+        )
+        assert page.locator(".msg.assistant .signal").count() == 2
+        shot = tmp_path / "page.png"
+        page.screenshot(path=str(shot), full_page=True)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(300)
+    assert len((run_dir / "interactions.jsonl").read_text().splitlines()) == 2
     if os.environ.get("SDPO_SERVE_SCREENSHOT"):
         shutil.copy(shot, os.environ["SDPO_SERVE_SCREENSHOT"])
 

@@ -125,4 +125,5 @@
     messages = []; lastReply = null; log.replaceChildren(); input.focus();
   });
   refreshStatus();
+  setInterval(refreshStatus, 3000);  // updates land in the background (learn=online)
 })();
