@@ -9,6 +9,14 @@ started), by a judge playing each profile of the schedule.
 
 Evaluation and checkpoints happen after a batch's update, in that order, so that a run resumed from
 a checkpoint samples, simulates and trains exactly as the uninterrupted run did next.
+
+`task.overlap_simulation=true` (off by default) fetches the user's follow-ups to batch t in a thread
+while the policy samples batch t+1, so batch t+1 comes from the weights before batch t's update: one
+batch of staleness, logged at the start, counted (`stale_batches`) and recorded with every interaction
+(`policy_version`: the optimiser steps of the weights that sampled it). A checkpoint then also holds
+the batch already sampled and not yet trained on, so that a resumed run goes on exactly as the
+uninterrupted overlapped run did. Prompts, the sampling RNG stream and the first batch are those of the
+sequential run; from the second batch on the replies differ, since older weights sample them.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +35,7 @@ from sdpo_exp.config.schemas.trainer import Strategy
 from sdpo_exp.data.prompt_files import Prompt, read_prompt_sets
 from sdpo_exp.errors import ConfigError
 from sdpo_exp.evaluation.tracker import WinRateTracker
+from sdpo_exp.generation.hf import Sample
 from sdpo_exp.interaction import Interaction
 from sdpo_exp.tasks.context import RunContext
 from sdpo_exp.tasks.offline import effective_geometry
@@ -62,6 +72,30 @@ class OnlineState:
     update_seconds: float = 0.0  # the learner's steps (teacher and student passes, backward, optimiser)
     sync_seconds: float = 0.0  # sleeping/waking a vLLM engine and pushing the new weights to it
     eval_seconds: float = 0.0  # held-out replies and the judge
+    # the part of simulate_seconds the loop waited for (all of it without task.overlap_simulation)
+    simulate_wait_seconds: float = 0.0
+    # batches sampled from weights older than the sequential loop's (task.overlap_simulation: by one batch)
+    stale_batches: int = 0
+
+
+@dataclass
+class Drawn:
+    """A batch's sampled replies, not yet answered by the user: `version` is the number of optimiser
+    steps of the weights that sampled them."""
+
+    batch: int
+    version: int
+    samples: list[Sample]
+
+    def to_state(self) -> dict[str, Any]:
+        return {"batch": self.batch, "version": self.version, "samples": [list(s) for s in self.samples]}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Drawn:
+        return cls(int(state["batch"]), int(state["version"]), [Sample(*s) for s in state["samples"]])
+
+
+LOCAL_USERS = ("hf", "vllm")  # simulators that share the policy's device (and torch's RNG)
 
 
 class OnlineRun:
@@ -89,11 +123,21 @@ class OnlineRun:
             )
         if int(task.num_interactions) < 1 or int(task.updates_per_batch) < 1:
             raise ConfigError("task.num_interactions and task.updates_per_batch must be >= 1")
+        self.overlap = bool(task.get("overlap_simulation", False))
+        user_backend = str(getattr(cfg.simulator.backend, "value", cfg.simulator.backend))
+        if self.overlap and user_backend in LOCAL_USERS:
+            raise ConfigError(
+                f"task.overlap_simulation=true needs a simulator that does not run on this machine's model "
+                f"backends (anthropic, rule_based or a control); simulator.backend={user_backend} would "
+                "compete with the policy's sampling for the device and draw from the same random stream"
+            )
         self.num_batches = math.ceil(int(task.num_interactions) / self.batch_size)
         self.plan = DataPlan(len(self.train), geometry, int(cfg.seed))
         self.schedule = make_schedule(task, UserProfile.from_config(cfg.user_profile), self.batch_size)
         total_steps = self.num_batches * int(task.updates_per_batch)
-        self.learner = Learner(cfg, self.acc, builder, total_steps, self.run_dir, ONLINE_KEYS, geometry)
+        # a checkpoint of an overlapped run holds a sampled batch: it resumes only with the overlap on
+        keys = (*ONLINE_KEYS, "task.overlap_simulation") if self.overlap else ONLINE_KEYS
+        self.learner = Learner(cfg, self.acc, builder, total_steps, self.run_dir, keys, geometry)
         backend = str(getattr(cfg.generation.backend, "value", cfg.generation.backend))
         model_dir = pretrained_dir(cfg.model, cfg.paths.cache_dir) if backend == "vllm" else None
         self.policy = make_generator(
@@ -109,6 +153,7 @@ class OnlineRun:
         )
         self.files = OnlineFiles(self.run_dir, self.acc.is_main_process)
         self.state = OnlineState()
+        self.drawn: Drawn | None = None  # the next batch, sampled ahead (task.overlap_simulation)
         # runs with weight zero where a process has nothing to train on in a micro-batch
         first = self.train[0]
         self.filler = Interaction(first.messages(), "OK", "OK", id="filler")
@@ -119,29 +164,48 @@ class OnlineRun:
             self.num_batches * self.batch_size, self.num_batches, self.batch_size, geometry.describe(),
             total_steps, self.schedule.describe(),
         )  # fmt: skip
+        if self.overlap:
+            log.info(
+                "task.overlap_simulation: the user's follow-ups to batch t are fetched while batch t+1 is "
+                "sampled, from the weights before batch t's update (at most one batch stale; counted as "
+                "stale_batches, and each interaction records its policy_version)"
+            )
 
     # -- the algorithm -----------------------------------------------------------------------------
-    def interactions_for(self, batch: int) -> list[list[Interaction]]:
-        """This process's micro-batches of fresh interactions for `batch`: the policy's sampled
-        replies to the batch's prompts, each with the simulated user's follow-up."""
-        profile = self.schedule.profile_at(batch * self.batch_size)
-        slots = self.plan.micro_batches(batch, self.acc.process_index)
-        prompts: list[Prompt] = [self.train[i] for slot in slots for i in slot]
+    def draw(self, batch: int) -> Drawn:
+        """The policy's sampled replies to this process's prompts of `batch`."""
+        prompts = self._prompts(batch)
         t0 = time.perf_counter()
         samples = self.policy.generate([p.messages() for p in prompts], self.cfg.generation)
-        t1 = time.perf_counter()
+        self.state.generate_seconds += time.perf_counter() - t0
+        return Drawn(batch, self.state.steps, list(samples))
+
+    def ask_user(self, drawn: Drawn) -> tuple[list[str | None], float]:
+        """The simulated user's follow-ups to the drawn replies, and the seconds they took (no shared
+        state is written: this runs in a thread with task.overlap_simulation)."""
+        profile = self.schedule.profile_at(drawn.batch * self.batch_size)
+        prompts = self._prompts(drawn.batch)
+        t0 = time.perf_counter()
         followups = self.users.simulator(profile).followups(
-            [p.prompt for p in prompts], [s.text for s in samples]
+            [p.prompt for p in prompts], [s.text for s in drawn.samples]
         )
-        self.state.generate_seconds += t1 - t0
-        self.state.simulate_seconds += time.perf_counter() - t1
+        return followups, time.perf_counter() - t0
+
+    def interactions_for(self, drawn: Drawn, followups: list[str | None]) -> list[list[Interaction]]:
+        """This process's micro-batches of fresh interactions for the drawn batch: the sampled replies,
+        each with the simulated user's follow-up (written to interactions.jsonl)."""
+        batch = drawn.batch
+        profile = self.schedule.profile_at(batch * self.batch_size)
+        slots = self.plan.micro_batches(batch, self.acc.process_index)
+        prompts = self._prompts(batch)
         made, records, k = [], [], 0
         for slot in slots:
             micro = []
             for _ in slot:
-                prompt, sample, followup = prompts[k], samples[k], followups[k]
+                prompt, sample, followup = prompts[k], drawn.samples[k], followups[k]
                 k += 1
-                record = {"batch": batch, "profile": profile.name, "prompt_id": prompt.id}
+                record = {"batch": batch, "profile": profile.name, "prompt_id": prompt.id,
+                          "policy_version": drawn.version}  # fmt: skip
                 if not followup or not followup.strip():
                     self.state.no_followup += 1
                     records.append({**record, "skipped": "no_followup", "completion": sample.text})
@@ -156,6 +220,35 @@ class OnlineRun:
             made.append(micro)
         self.files.add_interactions(gather_objects(self.acc, records))
         return made
+
+    def _prompts(self, batch: int) -> list[Prompt]:
+        slots = self.plan.micro_batches(batch, self.acc.process_index)
+        return [self.train[i] for slot in slots for i in slot]
+
+    def next_interactions(self, pool: ThreadPoolExecutor | None) -> list[list[Interaction]]:
+        """The interactions of batch `state.batches`. Sequentially: sample, then ask the user. With
+        `pool` (task.overlap_simulation): ask the user about this batch in the pool while the next batch
+        is sampled (kept in `self.drawn` for the next call and for checkpoints)."""
+        batch = self.state.batches
+        drawn = self.drawn if self.drawn is not None else self.draw(batch)
+        self.drawn = None
+        if drawn.batch != batch:
+            raise RuntimeError(f"the batch sampled ahead is {drawn.batch}, the loop is at {batch}")
+        if pool is None:
+            followups, seconds = self.ask_user(drawn)
+            waited = seconds
+        else:
+            future = pool.submit(self.ask_user, drawn)
+            if batch + 1 < self.num_batches:
+                self.drawn = self.draw(batch + 1)
+            t0 = time.perf_counter()
+            followups, seconds = future.result()
+            waited = time.perf_counter() - t0
+        self.state.simulate_seconds += seconds
+        self.state.simulate_wait_seconds += waited
+        if drawn.version != self.state.steps:
+            self.state.stale_batches += 1
+        return self.interactions_for(drawn, followups)
 
     def train_on(self, micro_batches: list[list[Interaction]]) -> dict[str, float]:
         """The learner's updates on the batch; a vLLM engine in sleep mode frees its GPU memory
@@ -209,13 +302,14 @@ class OnlineRun:
         show = bool(task.progress_bar) and self.acc.is_main_process
         progress = Progress(self.num_batches, self.state.batches, show, desc="online", unit="batch")
         last_saved = self.state.batches if self.state.batches else -1
+        pool = ThreadPoolExecutor(1, thread_name_prefix="user") if self.overlap else None
         try:
             if self.state.batches == 0 and bool(task.eval_at_start):
                 self.evaluate()
             with PreemptionWatcher(bool(task.checkpoint_on_signal)) as watcher:
                 while self.state.batches < self.num_batches:
                     t0 = time.perf_counter()
-                    micro_batches = self.interactions_for(self.state.batches)
+                    micro_batches = self.next_interactions(pool)
                     t1 = time.perf_counter()
                     metrics = self.train_on(micro_batches)
                     metrics["sample_seconds"], metrics["update_seconds"] = t1 - t0, time.perf_counter() - t1
@@ -244,6 +338,8 @@ class OnlineRun:
                 self._save()
         finally:
             progress.close()
+            if pool is not None:
+                pool.shutdown(wait=True)
         if bool(tcfg.save_final):
             self.learner.save_final(self.run_dir / "final")
         return self._finish()
@@ -253,6 +349,8 @@ class OnlineRun:
         saved = self.learner.resume(str(self.cfg.resume), self.run_dir)
         if saved is not None:
             self.state = OnlineState(**saved["online"])
+            pending = saved.get("pending")
+            self.drawn = Drawn.from_state(pending) if pending else None
             if self.acc.is_main_process:  # the saved counters are the sum over processes
                 self.users.counted_before = dict(saved.get("simulator", {}))
             self.policy.sync_weights(self.acc.unwrap_model(self.learner.model))
@@ -263,9 +361,10 @@ class OnlineRun:
             self.files.truncate(self.state.batches, self.state.steps, fresh=saved is None)
 
     def _save(self) -> None:
-        self.learner.save(
-            self.state.steps, {"online": asdict(self.state), "simulator": self._simulator_metrics()}
-        )
+        state: dict[str, Any] = {"online": asdict(self.state), "simulator": self._simulator_metrics()}
+        if self.drawn is not None:  # sampled ahead (task.overlap_simulation): the RNG has moved past it
+            state["pending"] = self.drawn.to_state()
+        self.learner.save(self.state.steps, state)
 
     def _simulator_metrics(self) -> dict[str, float]:
         """The simulators' counters summed over processes."""

@@ -61,6 +61,12 @@ class OnlineTaskConfig(TaskConfig):
     # the base model on the same held-out prompts) as a reference line: oracle.jsonl.
     oracle: bool = False
     oracle_system_prompt: str = ORACLE_SYSTEM_PROMPT
+    # Fetch the simulated user's follow-ups to batch t (in a thread) while the policy samples batch t+1
+    # from the weights before batch t's update: one batch of staleness, counted in summary.json
+    # (`stale_batches`) and recorded per interaction (`policy_version`). For users behind an API
+    # (anthropic); a rule-based or control user answers in microseconds, and a local model user
+    # (hf, vllm) is refused. Off: the paper's loop, every batch sampled from the latest weights.
+    overlap_simulation: bool = False
     # Interactions shown before and after training in report.md.
     report_examples: int = 3
     progress_bar: bool = True
