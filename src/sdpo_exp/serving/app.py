@@ -102,6 +102,11 @@ def create_app(backend: Backend, limits: Limits) -> FastAPI:
             ApiError(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}", kind=kind)
         )
 
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, exc: Exception) -> JSONResponse:
+        log.error("%s %s failed: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
+        return _error(ApiError(500, f"the server failed: {type(exc).__name__}: {exc}", kind="server_error"))
+
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-store"})

@@ -144,7 +144,8 @@ class ServeSession:
         records = self.interactions.records()
         self._lines = len(records)
         for record in records:
-            self.book.mark_linked(str(record.get("meta", {}).get("completion_id", record.get("id"))))
+            completion_id = record.get("meta", {}).get("completion_id", record.get("id"))
+            self.book.mark_linked(str(completion_id), str(record.get("followup", "")))
         turns = [r for r in self.conversations.records() if r.get("event") == "turn"]
         for record in turns:
             self.book.add(ServedTurn.from_record(record))
@@ -223,7 +224,7 @@ class ServeSession:
         if turn is None:
             raise ApiError(404, f"no reply with id '{completion_id}' was served in this run", "completion_id",
                            kind="not_found_error")  # fmt: skip
-        followup = self._followup_of(completion_id)
+        followup = self.book.followup(completion_id)
         if followup is None:
             raise ApiError(409, f"the user has not answered '{completion_id}' yet: the signal needs the follow-up",
                            "completion_id", "no_followup")  # fmt: skip
@@ -238,14 +239,6 @@ class ServeSession:
                       served_by_version=turn.weights_version)  # fmt: skip
         self._signals[completion_id] = result
         return result
-
-    def _followup_of(self, completion_id: str) -> str | None:
-        if not self.book.is_linked(completion_id):
-            return None
-        for record in reversed(self.interactions.records()):
-            if record.get("meta", {}).get("completion_id") == completion_id:
-                return str(record["followup"])
-        return None
 
     # -- status ---------------------------------------------------------------------------------------
     def count_rejected(self, status: int) -> None:

@@ -69,7 +69,7 @@ class TurnBook:
     def __init__(self) -> None:
         self._by_key: dict[str, list[ServedTurn]] = {}
         self._by_id: dict[str, ServedTurn] = {}
-        self._linked: set[str] = set()
+        self._linked: dict[str, str] = {}  # answered turns: completion id -> the follow-up
         self._lock = threading.Lock()
 
     def add(self, turn: ServedTurn) -> None:
@@ -77,9 +77,9 @@ class TurnBook:
             self._by_key.setdefault(turn.key, []).append(turn)
             self._by_id[turn.completion_id] = turn
 
-    def mark_linked(self, completion_id: str) -> None:
+    def mark_linked(self, completion_id: str, followup: str) -> None:
         with self._lock:
-            self._linked.add(completion_id)
+            self._linked[completion_id] = followup
 
     def previous(self, messages: list[dict[str, str]]) -> ServedTurn | None:
         """The served turn these messages continue (x, y, ...), answered or not; the latest if several."""
@@ -97,7 +97,7 @@ class TurnBook:
         with self._lock:
             for turn in reversed(self._by_key.get(turn_key(messages[:-1]), [])):
                 if turn.completion_id not in self._linked:
-                    self._linked.add(turn.completion_id)
+                    self._linked[turn.completion_id] = messages[-1]["content"]
                     return turn
         return None
 
@@ -105,11 +105,12 @@ class TurnBook:
         with self._lock:
             return self._by_id.get(completion_id)
 
-    def is_linked(self, completion_id: str) -> bool:
+    def followup(self, completion_id: str) -> str | None:
+        """The user's answer to the turn, or None while it is pending."""
         with self._lock:
-            return completion_id in self._linked
+            return self._linked.get(completion_id)
 
     @property
     def pending(self) -> int:
         with self._lock:
-            return len(set(self._by_id) - self._linked)
+            return len(self._by_id.keys() - self._linked.keys())
