@@ -2,7 +2,8 @@
 
 Each process takes two of the step's four sequences, in a split unlike the micro-batch split of the
 single-process runs (rank 0: rows 0 and 3, rank 1: rows 1 and 2), and accumulates the gradient of one
-optimiser step through the learner's `accumulate_gradients` on a DDP-wrapped model. Rank 0 writes
+optimiser step through the learner's `accumulate_gradients` on a DDP-wrapped model, padded and
+packed. Rank 0 writes
 {case: (step loss, gradient)} to the file named on the command line.
 """
 
@@ -28,12 +29,13 @@ def main(out_path: str) -> None:
     mine = collate_encoded([rows[i] for i in SPLIT[acc.process_index]], pad_id=0)
     results = {}
     for name, cfg in accumulation_cases().items():
-        model = acc.prepare(accumulation_model())
-        objective = SDPOObjective(model, cfg)
-        sums = accumulate_gradients(acc, model, objective, [mine], [True])
-        metrics = sums.reduce(acc)
-        grads = torch.cat([p.grad.flatten() for p in acc.unwrap_model(model).parameters()])
-        results[name] = (metrics["loss"], grads)
+        for packing in (False, True):
+            model = acc.prepare(accumulation_model())
+            objective = SDPOObjective(model, cfg, packing=packing)
+            sums = accumulate_gradients(acc, model, objective, [mine], [True])
+            metrics = sums.reduce(acc)
+            grads = torch.cat([p.grad.flatten() for p in acc.unwrap_model(model).parameters()])
+            results[f"{name}|packed" if packing else name] = (metrics["loss"], grads)
     everyone = [None, None]
     torch.distributed.all_gather_object(everyone, results)
     if acc.is_main_process:

@@ -196,13 +196,14 @@ def accumulation_cases() -> dict[str, Any]:
         TopKLossConfig,
     )
 
+    plain = {"shared_prefix": False}  # the teacher's plain pass (the default shares the prefix)
     makers = {
-        "pg": lambda n: PGLossConfig(chunk_size=4, length_norm=n),
-        "pg_ignore2": lambda n: PGLossConfig(chunk_size=4, length_norm=n, ignore_first_k=2),
+        "pg": lambda n: PGLossConfig(chunk_size=4, length_norm=n, **plain),
+        "pg_ignore2": lambda n: PGLossConfig(chunk_size=4, length_norm=n, ignore_first_k=2, **plain),
         "sft": lambda n: SFTLossConfig(chunk_size=4, length_norm=n),
-        "full_kl": lambda n: FullKLLossConfig(chunk_size=4, length_norm=n),
-        "topk": lambda n: TopKLossConfig(chunk_size=4, length_norm=n, k=6),
-        "jsd": lambda n: JSDLossConfig(chunk_size=4, length_norm=n, alpha=0.1),
+        "full_kl": lambda n: FullKLLossConfig(chunk_size=4, length_norm=n, **plain),
+        "topk": lambda n: TopKLossConfig(chunk_size=4, length_norm=n, k=6, **plain),
+        "jsd": lambda n: JSDLossConfig(chunk_size=4, length_norm=n, alpha=0.1, **plain),
         # the teacher reusing the student's keys/values of the shared prompt (rows' prefixes differ)
         "pg_shared": lambda n: PGLossConfig(chunk_size=4, length_norm=n, shared_prefix=True),
         "topk_shared": lambda n: TopKLossConfig(chunk_size=4, length_norm=n, k=6, shared_prefix=True),

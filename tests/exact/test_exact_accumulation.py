@@ -3,8 +3,9 @@
 For every loss (and the shared-prefix teacher pass) and both normalisations, with unequal completion
 lengths (1, 2, 9, 10) and padding:
 one micro-batch of four = two accumulated micro-batches of two = two processes (gloo, DDP) with
-one micro-batch of two each, split differently; all equal to plain autograd of the step's loss
-written out in the test (`exact_reference`).
+one micro-batch of two each, split differently, each padded and packed (`trainer.packing`: the rows
+of a micro-batch in one sequence); all equal to plain autograd of the step's loss written out in
+the test (`exact_reference`, padded rows).
 """
 
 from __future__ import annotations
@@ -47,9 +48,10 @@ def two_process_results(tmp_path_factory):
     return torch.load(out)
 
 
-def _step(accelerator, cfg, parts):
+def _step(accelerator, cfg, parts, packing=False):
     model = accumulation_model()
-    objective = SDPOObjective(model, cfg)
+    objective = SDPOObjective(model, cfg, packing=packing)
+    assert objective.packing is packing
     rows = accumulation_rows()
     batches = [collate_encoded([rows[i] for i in part], pad_id=0) for part in parts]
     sums = accumulate_gradients(accelerator, model, objective, batches, [True] * len(batches))
@@ -74,6 +76,10 @@ def test_one_step_is_the_same_whatever_the_split(case, accelerator, two_process_
         "2 x 2 accumulated": _step(accelerator, cfg, [[0, 1], [2, 3]]),
         "3 + 1 accumulated": _step(accelerator, cfg, [[3, 0, 2], [1]]),
         "2 processes x 2": two_process_results[case],
+        "1 x 4 packed": _step(accelerator, cfg, [[0, 1, 2, 3]], packing=True),
+        "2 x 2 packed accumulated": _step(accelerator, cfg, [[0, 1], [2, 3]], packing=True),
+        "3 + 1 packed accumulated": _step(accelerator, cfg, [[3, 0, 2], [1]], packing=True),
+        "2 processes x 2 packed": two_process_results[f"{case}|packed"],
     }
     # float64 weights, but Qwen3's RMSNorm computes in float32, so that padding to another width moves
     # the last digits; a wrong weighting of micro-batches or processes moves the loss by percents

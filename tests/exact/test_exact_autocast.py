@@ -1,10 +1,12 @@
 """Every loss's gradient under bf16 autocast equals plain autograd of the same computation under the
 same autocast, with logits large enough (max |logit| >= 25) that a softmax taken from mismatched
-logits would no longer sum to one."""
+logits would no longer sum to one: padded, packed (`trainer.packing`), with the shared-prefix
+teacher pass (`loss.shared_prefix`), and with both (the defaults)."""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -53,12 +55,25 @@ def _perturb(model, seed: int) -> None:
             p.add_(torch.randn(p.shape, generator=g, dtype=p.dtype) * 0.05 * p.abs().mean())
 
 
+LAYOUTS = {
+    "padded": (False, False),
+    "packed": (True, False),
+    "shared": (False, True),
+    "packed_shared": (True, True),
+}
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_gradient_under_bf16_autocast_matches_autograd(case):
-    cfg = CASES[case]
+def test_gradient_under_bf16_autocast_matches_autograd(case, layout):
+    packing, shared = LAYOUTS[layout]
+    cfg = dataclasses.replace(CASES[case], shared_prefix=shared)
     model = large_logit_lm(VOCAB, torch.float32, seed=1)
     _, batch = unequal_batch(VOCAB, LENGTHS, seed=2)
-    objective = SDPOObjective(model, cfg)  # takes the initial weights (teacher, reference) now
+    objective = SDPOObjective(
+        model, cfg, packing=packing
+    )  # takes the initial weights (teacher, reference) now
+    assert objective.packing is packing
     initial = copy.deepcopy(model)
     _perturb(model, 3)  # the current weights move away from the initial ones, as after training
 
@@ -82,7 +97,7 @@ def test_gradient_under_bf16_autocast_matches_autograd(case):
     scale = float(expected.abs().max())
     assert scale > 1e-3
     error = float((got - expected).abs().max()) / scale
-    assert error < 5e-3, f"{case}: relative gradient error {error:.4f} under bf16 autocast"
+    assert error < 5e-3, f"{case} {layout}: relative gradient error {error:.4f} under bf16 autocast"
 
 
 def test_fused_head_backward_under_autocast_is_that_of_its_forward():

@@ -187,24 +187,26 @@ def test_tiny_random_topk_live_teacher(tiny_setup, tiny_tokenizer):
     [("live", 0.0, 1), ("ema", 0.3, 0), ("base", 0.0, 0), ("base", 0.3, 1), ("trust_region", 0.0, 1),
      ("trust_region", 0.3, 2)],
 )  # fmt: skip
+@pytest.mark.parametrize("packing", [False, True])
 def test_which_teacher_passes_reuse_a_recorded_prefix(
-    monkeypatch, tiny_setup, tiny_tokenizer, kind, beta, suffix_passes
+    monkeypatch, tiny_setup, tiny_tokenizer, kind, beta, suffix_passes, packing
 ):
     """live and trust_region's current part reuse the student's prefix; base and trust_region's
     initial part the reference pass's (kl_to_ref_beta > 0); ema never (nothing else has its weights)."""
     import sdpo_exp.sdpo.teacher as teacher_module
 
     calls = []
-    original = teacher_module.suffix_completion_hidden_states
+    original = teacher_module.suffix_hidden_states
 
     def counted(*args, **kwargs):
-        calls.append(1)
+        calls.append(type(args[-1]).__name__)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(teacher_module, "suffix_completion_hidden_states", counted)
+    monkeypatch.setattr(teacher_module, "suffix_hidden_states", counted)
     cfg, batch = tiny_setup
-    SDPOObjective(fresh_tiny(cfg, tiny_tokenizer), loss_cfg("pg", kind, beta, shared=True))(batch)
-    assert len(calls) == suffix_passes
+    model = fresh_tiny(cfg, tiny_tokenizer)
+    SDPOObjective(model, loss_cfg("pg", kind, beta, shared=True), packing=packing)(batch)
+    assert calls == ["PackedPrefix" if packing else "PrefixKV"] * suffix_passes
 
 
 def test_dropout_in_train_mode_falls_back_to_the_plain_pass(tiny_setup, tiny_tokenizer, caplog):

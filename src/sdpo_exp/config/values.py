@@ -57,6 +57,11 @@ TRAINER: list[Check] = [
     ("global_batch_size", lambda x: x is None or int(x) >= 1, "null or an integer >= 1"),
     ("max_prompt_tokens", _at_least_one, "an integer >= 1"),
     ("max_completion_tokens", _at_least_one, "an integer >= 1"),
+    (
+        "max_tokens_per_micro_batch",
+        lambda x: x is None or int(x) >= 1,
+        "null (micro-batches of per_device_batch_size rows) or an integer >= 1",
+    ),
     ("log_every", _at_least_one, "an integer >= 1"),
     ("eval_every", _non_negative, ">= 0 (0: never)"),
     ("save_every", _non_negative, ">= 0 (0: never)"),

@@ -45,6 +45,8 @@ class SDPOBatch:
     # (B, C) float32: the sampler's log-prob of each completion token (NaN where unknown: a token it
     # did not draw, padding); None unless every row has them
     sampler_logprobs: torch.Tensor | None = None
+    # run the model's passes over this batch padding-free (rows packed into one sequence; `packing`)
+    packed: bool = False
 
     def to(self, device: torch.device | str) -> SDPOBatch:
         moved = {}

@@ -14,6 +14,7 @@ weights it sees then.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from enum import Enum
 from typing import Any
@@ -27,15 +28,9 @@ from sdpo_exp.sdpo import losses
 from sdpo_exp.sdpo.batching import SDPOBatch
 from sdpo_exp.sdpo.distillation import chunked_divergence
 from sdpo_exp.sdpo.divergences import make_divergence
-from sdpo_exp.sdpo.logprobs import (
-    LogitHead,
-    at_completion_positions,
-    check_alignment,
-    chunked_token_logprobs,
-    completion_hidden_states,
-    scatter_to_rows,
-)
-from sdpo_exp.sdpo.prefix import PrefixKV, recorded_hidden_states, reuse_problem, shared_prefix_lengths
+from sdpo_exp.sdpo.logprobs import LogitHead, check_alignment, chunked_token_logprobs, scatter_to_rows
+from sdpo_exp.sdpo.packing import PackedPrefix, context_hidden_states, packing_problem
+from sdpo_exp.sdpo.prefix import PrefixKV, reuse_problem, shared_prefix_lengths
 from sdpo_exp.sdpo.sharding import is_sharded
 from sdpo_exp.sdpo.teacher import (
     CURRENT,
@@ -49,6 +44,8 @@ from sdpo_exp.sdpo.teacher import (
 )
 
 log = logging.getLogger(__name__)
+
+Prefix = PrefixKV | PackedPrefix
 
 LOSSES = ("pg", "topk", "full_kl", "jsd", "sft")
 DIVERGENCE_LOSSES = ("topk", "full_kl", "jsd")
@@ -78,7 +75,9 @@ def _model_device(model: nn.Module) -> torch.device:
 class SDPOObjective:
     """The configured loss with its teacher; see the module docstring for the calling protocol."""
 
-    def __init__(self, model: nn.Module, loss_cfg: Any, chunk_size: int | None = None) -> None:
+    def __init__(
+        self, model: nn.Module, loss_cfg: Any, chunk_size: int | None = None, packing: bool = False
+    ) -> None:
         validate_loss_config(loss_cfg)
         self.model = model
         self.cfg = loss_cfg
@@ -99,14 +98,19 @@ class SDPOObjective:
             make_divergence(loss_cfg) if self.name in DIVERGENCE_LOSSES else (None, 1.0)
         )
         self.shared_prefix = bool(_get(loss_cfg, "shared_prefix", False)) and self.teacher is not None
+        self.packing = bool(packing)
+        if self.packing and (problem := packing_problem(model, self.shared_prefix)) is not None:
+            log.warning("trainer.packing: %s; padded passes", problem)
+            self.packing = False
         self._reported: set[tuple[str, str]] = set()
         log.info(
-            "SDPO objective: loss=%s teacher=%s kl_to_ref_beta=%g chunk_size=%d shared_prefix=%s",
+            "SDPO objective: loss=%s teacher=%s kl_to_ref_beta=%g chunk_size=%d shared_prefix=%s packing=%s",
             self.name,
             "none" if self.teacher is None else self.teacher.kind,
             self.beta,
             self.chunk_size,
             self.shared_prefix,
+            self.packing,
         )
 
     def _build_teacher(self, kind: str) -> Teacher:
@@ -131,14 +135,13 @@ class SDPOObjective:
         check_alignment(batch.student_input_ids, batch.student_prompt_lens, batch.completion_ids, mask)
         check_alignment(batch.teacher_input_ids, batch.teacher_prompt_lens, batch.completion_ids, mask)
 
+        if self.packing and not batch.packed:
+            batch = dataclasses.replace(batch, packed=True)
         lengths = self._prefix_lengths(batch)
         hidden, prefixes = None, {}
         if lengths is not None and CURRENT in self.teacher.prefix_weights():
             if self._reusable(model.training, "the student's forward") is None:
-                full, prefixes[CURRENT] = recorded_hidden_states(
-                    model, batch.student_input_ids, batch.student_attention_mask, lengths
-                )
-                hidden = at_completion_positions(full, batch.student_prompt_lens, mask)
+                hidden, prefixes[CURRENT] = self._context_pass(model, batch, lengths)
 
         teacher_mix, teacher_tok, ref_tok = None, None, None
         with torch.no_grad(), eval_mode(model):
@@ -156,9 +159,7 @@ class SDPOObjective:
         del prefixes
 
         if hidden is None:
-            hidden = completion_hidden_states(
-                model, batch.student_input_ids, batch.student_attention_mask, batch.student_prompt_lens, mask
-            )
+            hidden, _ = self._context_pass(model, batch)
         head = LogitHead.of(model)
         divergence = None
         if self.divergence is not None:
@@ -178,23 +179,30 @@ class SDPOObjective:
 
     def _reference_logprobs(
         self, batch: SDPOBatch, targets: torch.Tensor, lengths: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, PrefixKV | None]:
+    ) -> tuple[torch.Tensor, Prefix | None]:
         """Log-probs of y under x with the initial weights and, given prefix `lengths`, the prefix
         keys/values that pass recorded (for a teacher with the initial weights)."""
-        ids, attn, prompt_lens = (
+        with self.initial.active():
+            if lengths is not None and self._reusable(False, "the reference pass") is not None:
+                lengths = None
+            hidden, prefix = self._context_pass(self.model, batch, lengths)
+            head = LogitHead.of(self.model).frozen(copy=is_sharded(self.model))
+        return chunked_token_logprobs(hidden, head, targets, self.chunk_size), prefix
+
+    @staticmethod
+    def _context_pass(
+        model: nn.Module, batch: SDPOBatch, record: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, Prefix | None]:
+        """(N, H) hidden states at x's completion positions (and, given P_b, the recorded prefix)."""
+        return context_hidden_states(
+            model,
             batch.student_input_ids,
             batch.student_attention_mask,
             batch.student_prompt_lens,
+            batch.completion_mask,
+            batch.packed,
+            record,
         )
-        prefix = None
-        with self.initial.active():
-            if lengths is not None and self._reusable(False, "the reference pass") is None:
-                full, prefix = recorded_hidden_states(self.model, ids, attn, lengths)
-                hidden = at_completion_positions(full, prompt_lens, batch.completion_mask)
-            else:
-                hidden = completion_hidden_states(self.model, ids, attn, prompt_lens, batch.completion_mask)
-            head = LogitHead.of(self.model).frozen(copy=is_sharded(self.model))
-        return chunked_token_logprobs(hidden, head, targets, self.chunk_size), prefix
 
     # -- shared prefix ---------------------------------------------------------------------------
     def _prefix_lengths(self, batch: SDPOBatch) -> torch.Tensor | None:
@@ -319,5 +327,7 @@ class SDPOObjective:
 
 
 def build_objective(cfg: Any, model: nn.Module) -> SDPOObjective:
-    """The objective for the composed run config (reads cfg.loss)."""
-    return SDPOObjective(model, cfg.loss)
+    """The objective for the composed run config (reads cfg.loss and cfg.trainer.packing)."""
+    trainer = cfg.get("trainer") if hasattr(cfg, "get") else None
+    packing = bool(trainer.get("packing", False)) if trainer is not None else False
+    return SDPOObjective(model, cfg.loss, packing=packing)

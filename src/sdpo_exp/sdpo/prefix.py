@@ -97,11 +97,13 @@ class _PrefixLayer(DynamicLayer):
 
 
 class PrefixRecorder(Cache):
-    """`past_key_values` for a forward whose first `lengths.max()` positions' keys/values are wanted."""
+    """`past_key_values` for a forward whose first `width` (default `lengths.max()`) positions'
+    keys/values are wanted."""
 
-    def __init__(self, num_layers: int, lengths: torch.Tensor) -> None:
+    def __init__(self, num_layers: int, lengths: torch.Tensor, width: int | None = None) -> None:
         self.lengths = lengths
-        super().__init__(layers=[_RecordingLayer(int(lengths.max())) for _ in range(num_layers)])
+        width = int(lengths.max()) if width is None else int(width)
+        super().__init__(layers=[_RecordingLayer(width) for _ in range(num_layers)])
 
     def prefix(self) -> PrefixKV | None:
         """The recorded prefix, or None when some layer was not recorded (a model whose attention does
@@ -114,7 +116,12 @@ class PrefixRecorder(Cache):
         )
 
 
-def _num_layers(model: nn.Module) -> int:
+def prefix_cache(keys: list[torch.Tensor], values: list[torch.Tensor]) -> Cache:
+    """A read-only cache holding recorded keys/values, for a forward that continues after them."""
+    return Cache(layers=[_PrefixLayer(k, v) for k, v in zip(keys, values, strict=True)])
+
+
+def num_layers(model: nn.Module) -> int:
     config = unwrap_model(model).config.get_text_config(decoder=True)
     return int(config.num_hidden_layers)
 
@@ -145,7 +152,7 @@ def recorded_hidden_states(
 ) -> tuple[torch.Tensor, PrefixKV | None]:
     """(B, S, H) final hidden states of a normal forward (with or without gradient) and the keys/values
     of its first max(lengths) positions (None if the model did not record them)."""
-    recorder = PrefixRecorder(_num_layers(model), lengths)
+    recorder = PrefixRecorder(num_layers(model), lengths)
     hidden = decoder_hidden_states(model, input_ids, attention_mask, past_key_values=recorder, use_cache=True)
     return hidden, recorder.prefix()
 
@@ -177,7 +184,7 @@ def suffix_completion_hidden_states(
     """(N, H) hidden states predicting the N valid completion tokens (row-major), as
     `completion_hidden_states` gives them, computed on the suffix after each row's recorded prefix."""
     ids, mask, positions = suffix_inputs(input_ids, attention_mask, prefix)
-    cache = Cache(layers=[_PrefixLayer(k, v) for k, v in zip(prefix.keys, prefix.values, strict=True)])
+    cache = prefix_cache(prefix.keys, prefix.values)
     hidden = decoder_hidden_states(
         model, ids, mask, past_key_values=cache, position_ids=positions, use_cache=True
     )

@@ -28,14 +28,15 @@ import torch
 from torch import nn
 
 from sdpo_exp.errors import SdpoError
-from sdpo_exp.sdpo.logprobs import LogitHead, LogitMixture, completion_hidden_states
-from sdpo_exp.sdpo.prefix import PrefixKV, suffix_completion_hidden_states
+from sdpo_exp.sdpo.logprobs import LogitHead, LogitMixture
+from sdpo_exp.sdpo.packing import PackedPrefix, context_hidden_states, suffix_hidden_states
+from sdpo_exp.sdpo.prefix import PrefixKV
 from sdpo_exp.sdpo.sharding import all_reduce_sum, exchanged, is_sharded, local_tensor
 
 log = logging.getLogger(__name__)
 
 CURRENT, INITIAL = "current", "initial"  # the weights a recorded prefix was computed with
-Prefixes = Mapping[str, PrefixKV]
+Prefixes = Mapping[str, PrefixKV | PackedPrefix]
 
 
 @contextmanager
@@ -188,7 +189,7 @@ class InitialWeights:
 
 
 def teacher_source(
-    model: nn.Module, batch: Any, weights: Any = None, prefix: PrefixKV | None = None
+    model: nn.Module, batch: Any, weights: Any = None, prefix: PrefixKV | PackedPrefix | None = None
 ) -> tuple[torch.Tensor, LogitHead]:
     """Hidden states at the teacher's completion positions under `weights` (a context manager that
     puts other weights in place, or None for the current ones), and the matching LM head. With
@@ -196,9 +197,9 @@ def teacher_source(
     args = (batch.teacher_input_ids, batch.teacher_attention_mask, batch.teacher_prompt_lens)
     with weights if weights is not None else nullcontext():
         if prefix is None:
-            hidden = completion_hidden_states(model, *args, batch.completion_mask)
+            hidden, _ = context_hidden_states(model, *args, batch.completion_mask, batch.packed)
         else:
-            hidden = suffix_completion_hidden_states(model, *args, batch.completion_mask, prefix)
+            hidden = suffix_hidden_states(model, *args, batch.completion_mask, prefix)
         head = LogitHead.of(model)
         if weights is not None:
             # capture the weights in place now, not those in place later (a copy of FSDP's gathered

@@ -20,9 +20,11 @@ from omegaconf import DictConfig
 from sdpo_exp.interaction import Interaction
 from sdpo_exp.sdpo.batching import BatchBuilder, SDPOBatch
 from sdpo_exp.training.checkpoint import STATE_FILE, CheckpointManager
+from sdpo_exp.training.distributed import gather_objects
 from sdpo_exp.training.evaluation import evaluate
 from sdpo_exp.training.final_model import save_final_model
 from sdpo_exp.training.geometry import BatchGeometry, batch_geometry
+from sdpo_exp.training.micro_batches import budget_groups, rows_over_budget
 from sdpo_exp.training.optim import build_optimizer, build_scheduler, check_optimizer_available
 from sdpo_exp.training.resume import LEARNER_KEYS, check_compatible, checkpoint_to_resume, fingerprint
 from sdpo_exp.training.strategy import make_strategy
@@ -85,14 +87,34 @@ class Learner:
     def _batch(self, interactions: Sequence[Interaction]) -> SDPOBatch:
         return self.builder.collate([self.builder.encode_one(i) for i in interactions]).to(self.acc.device)
 
+    def _micro_batches(
+        self, micro_batches: Sequence[Sequence[Interaction]], filler: Interaction
+    ) -> tuple[list[SDPOBatch], list[bool], int]:
+        """The batches to run, which count (False: a weight-zero filler) and the rows over the token
+        budget: the given micro-batches, or with `trainer.max_tokens_per_micro_batch` this process's
+        rows regrouped by length (`micro_batches`)."""
+        budget = self.cfg.trainer.get("max_tokens_per_micro_batch")
+        if budget is None:
+            batches = [self._batch(micro or [filler]) for micro in micro_batches]
+            return batches, [bool(micro) for micro in micro_batches], 0
+        encoded = [self.builder.encode_one(i) for micro in micro_batches for i in micro]
+        packed = self.objective.packing
+        groups = budget_groups(encoded, int(budget), packed)
+        count = max(1, *gather_objects(self.acc, len(groups)))  # the same number of passes everywhere
+        batches = [self.builder.collate([encoded[i] for i in g]).to(self.acc.device) for g in groups]
+        batches += [self._batch([filler])] * (count - len(groups))
+        counted = [True] * len(groups) + [False] * (count - len(groups))
+        return batches, counted, rows_over_budget(encoded, int(budget), packed)
+
     def step(self, micro_batches: Sequence[Sequence[Interaction]], filler: Interaction) -> dict[str, float]:
         """One optimiser step on this process's micro-batches (the same number on every process; an
         empty one runs `filler` with weight zero). Returns the step's metrics over all processes."""
         self.model.train()
-        batches = [self._batch(micro or [filler]) for micro in micro_batches]
-        sums = accumulate_gradients(
-            self.acc, self.model, self.objective, batches, [bool(micro) for micro in micro_batches]
-        )
+        batches, counted, over_budget = self._micro_batches(micro_batches, filler)
+        sums = accumulate_gradients(self.acc, self.model, self.objective, batches, counted)
+        if self.cfg.trainer.get("max_tokens_per_micro_batch") is not None:
+            sums.count("num_micro_batches", sum(counted))
+            sums.count("rows_over_token_budget", over_budget)
         metrics: dict[str, float] = {}
         max_norm = float(self.cfg.trainer.max_grad_norm)
         if max_norm > 0:

@@ -60,7 +60,7 @@ class LossConfig:
     # how per-token terms become the batch loss (pg defaults to sequence, the others to token)
     length_norm: LengthNorm = LengthNorm.token
     # the teacher reuses the keys/values of the context it shares with the student (docs/losses.md)
-    shared_prefix: bool = False
+    shared_prefix: bool = True
     # truncated importance weights min(pi_learner / pi_sampler, is_clip) per completion token, from the
     # sampler's recorded log-probs (vLLM samples: other kernels, bf16); null: off
     is_clip: float | None = None

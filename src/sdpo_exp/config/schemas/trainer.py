@@ -50,6 +50,11 @@ class TrainerConfig:
     global_batch_size: int | None = None
     max_prompt_tokens: int = 1024
     max_completion_tokens: int = 256
+    # the rows of a micro-batch laid end to end in one sequence, without padding (sdpo/packing.py)
+    packing: bool = True
+    # micro-batches cut by tokens, not rows: this process's rows of a step sorted by length and
+    # grouped under this many tokens per micro-batch (null: per_device_batch_size rows each)
+    max_tokens_per_micro_batch: int | None = None
     precision: Precision = Precision.no
     strategy: Strategy = Strategy.ddp
     log_every: int = 1
