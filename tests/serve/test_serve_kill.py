@@ -14,7 +14,7 @@ import time
 
 import httpx
 import torch
-from serve_support import FAST
+from serve_support import FAST, jsonl
 
 from sdpo_exp.training.data_plan import DataPlan
 from sdpo_exp.training.geometry import BatchGeometry
@@ -132,6 +132,7 @@ def test_kill_9_while_serving_loses_nothing_and_a_restart_resumes(tmp_path):
     assert run["status"] == "completed" and run["restart_count"] == 1
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["updates"] == 2 and summary["interactions_trained"] == 4 and summary["interactions"] == 4
+    assert [r["step"] for r in jsonl(run_dir / "metrics.jsonl") if "train/loss" in r] == [1, 2]
     state = json.loads((run_dir / "checkpoints" / "step-2" / "trainer_state.json").read_text())
     assert state["serve"]["lines_consumed"] == 4
 

@@ -9,6 +9,7 @@ import openai
 import pytest
 from serve_support import jsonl, reply, serve_in_process
 
+from sdpo_exp.chat import render_ids
 from sdpo_exp.data.reader import read_interactions
 
 
@@ -72,6 +73,8 @@ def test_multi_turn_conversations_become_interactions(compose, tmp_path, tiny_to
         )
         # the ids are the served tokens: decoded they give the text the client received
         assert tiny_tokenizer.decode(row["completion_ids"], skip_special_tokens=True) == row["completion"]
+    assert b.usage.prompt_tokens == len(render_ids(tiny_tokenizer, b_msgs[:2], {"enable_thinking": False}))
+    assert b.usage.completion_tokens == len(by_id[b.id]["completion_ids"])
     assert rows[0]["conversation_id"] == rows[1]["conversation_id"] != rows[2]["conversation_id"]
     assert [r["turn"] for r in rows] == [0, 1, 0]
     assert by_id[a[3]["id"]]["answers"] == a[1]["id"]

@@ -143,10 +143,10 @@ class BackgroundLearner:
         log.info("Update %d on %d interactions (lines %d-%d) in %.1f s: loss %.4g; now serving version %d",
                  self.state.updates, len(items), batch[0][0] + 1, batch[-1][0] + 1, seconds,
                  metrics.get("loss", float("nan")), version)  # fmt: skip
-        metrics.update(update_seconds=seconds, weights_version=float(version))
-        self.on_metrics({f"train/{k}": v for k, v in metrics.items()}, self.state.updates)
         if self.save_every > 0 and self.state.updates % self.save_every == 0:
             self.save()
+        metrics.update(update_seconds=seconds, weights_version=float(version))
+        self.on_metrics({f"train/{k}": v for k, v in metrics.items()}, self.state.updates)
 
     def save(self) -> None:
         self.learner.save(self.state.updates, {"serve": asdict(self.state)})

@@ -52,6 +52,7 @@ class ChatRequest:
     user: str | None = None
     ignored: list[str] = field(default_factory=list)
     capped_from: int | None = None  # the max_tokens asked for, when above the cap
+    prompt_tokens: int = 0  # of the rendered conversation (set when the server checks its length)
 
     def sampling(self, top_k: int) -> dict[str, Any]:
         """The generation settings `sample_completions` takes."""

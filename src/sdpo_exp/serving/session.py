@@ -35,6 +35,7 @@ from sdpo_exp.serving.policy import ServedPolicy
 from sdpo_exp.serving.protocol import ApiError, ChatRequest, completion_body, parse_chat_request
 from sdpo_exp.serving.signal import interaction_signal
 from sdpo_exp.serving.turns import ServedTurn, TurnBook
+from sdpo_exp.training.resume import truncate_metrics
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,9 @@ class ServeSession:
         learner = Learner(self.cfg, self.acc, builder, total, self.run_dir, SERVE_KEYS, geometry)
         saved = learner.resume(str(self.cfg.resume), self.run_dir)
         state = LearnState(**saved["serve"]) if saved else LearnState()
+        # metrics of updates after the checkpoint (a kill before it was saved): they are made again
+        if truncate_metrics(self.run_dir / "metrics.jsonl", state.updates if saved else -1):
+            log.warning("Removed metrics rows logged after update %d by an earlier start", state.updates)
         if saved:
             log.info("Resumed the learner from %s: %d updates, %d interactions trained on", saved["path"],
                      state.updates, state.interactions_trained)  # fmt: skip
@@ -171,6 +175,7 @@ class ServeSession:
             raise ApiError(400, f"the conversation has {tokens} prompt tokens; the limit is "
                            f"{self.task.max_prompt_tokens} (task.max_prompt_tokens)", "messages",
                            "context_length_exceeded")  # fmt: skip
+        request.prompt_tokens = tokens
         return request
 
     def chat(self, request: ChatRequest) -> dict[str, Any]:
@@ -202,8 +207,7 @@ class ServeSession:
         log.info("%s: %d tokens in %.2f s (conversation %s, turn %d, weights v%d)%s", turn.completion_id,
                  len(sample.ids), seconds, conversation, turn.turn, version,
                  f"; answered {answered.completion_id}" if answered else "")  # fmt: skip
-        prompt_tokens = self.policy.prompt_tokens(request.messages)
-        return completion_body(turn.completion_id, self.model_name, sample.text, bool(sample.ended), prompt_tokens,
+        return completion_body(turn.completion_id, self.model_name, sample.text, bool(sample.ended), request.prompt_tokens,
                                len(sample.ids))  # fmt: skip
 
     def _log_interaction(self, interaction: Interaction) -> None:
