@@ -26,7 +26,11 @@ def run(cfg: DictConfig, ctx: RunContext) -> dict[str, float]:
         log.warning("Listening on %s without task.api_key: anyone who can reach this address can use the model "
                     "and write to the run's logs", host)  # fmt: skip
     sock = bind(host, int(task.port))  # before loading: a taken port fails at once
-    session = ServeSession(cfg, Path(ctx.run_dir), ctx.log)
+    try:
+        session = ServeSession(cfg, Path(ctx.run_dir), ctx.log)
+    except BaseException:
+        sock.close()
+        raise
     try:
         app = create_app(
             session, Limits(task.api_key, int(task.max_request_bytes), int(task.max_concurrency))

@@ -81,6 +81,7 @@
     const answered = lastReply;
     messages.push({role: "user", content: text});
     addMessage("user", text);
+    const waiting = addMessage("assistant", "\u2026", "pending");  // until the reply arrives
     try {
       const response = await fetch("/v1/chat/completions", {
         method: "POST", headers: headers(), body: JSON.stringify({model: model, messages: messages}),
@@ -97,6 +98,7 @@
       messages.pop();
       addMessage("error", String(error.message || error), "error");
     } finally {
+      waiting.remove();
       send.disabled = false;
       input.focus();
       refreshStatus();
