@@ -62,3 +62,10 @@ def test_a_served_turn_survives_its_record():
         json.loads(json.dumps({"event": "turn", **turn.to_record(), "seconds": 1.0}))
     )
     assert again == turn and again.key == turn.key
+
+
+def test_only_loopback_addresses_count_as_local():
+    from sdpo_exp.serving.server import is_loopback
+
+    assert all(is_loopback(h) for h in ("127.0.0.1", "127.5.0.1", "::1", "localhost"))
+    assert not any(is_loopback(h) for h in ("0.0.0.0", "192.168.1.4", "::", "example.org"))
