@@ -237,6 +237,13 @@ def suffix_hidden_states(
 
 def packing_problem(model: nn.Module, shared_prefix: bool) -> str | None:
     """Why this model's passes cannot be packed (None when they can)."""
+    config = unwrap_model(model).config.get_text_config(decoder=True)
+    kinds = set(getattr(config, "layer_types", None) or ["full_attention"])
+    if kinds != {"full_attention"}:
+        return f"layers of kinds {sorted(kinds)} (a packed mask is plain causal attention)"
+    if getattr(config, "layer_types", None) is None and getattr(config, "sliding_window", None) is not None:
+        if getattr(config, "use_sliding_window", True):
+            return f"a sliding attention window ({config.sliding_window} tokens; a packed mask is plain causal attention)"
     kind = attention_kind(model)
     if kind in ("sdpa", "eager"):
         return None
