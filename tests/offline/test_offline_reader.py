@@ -123,6 +123,19 @@ def test_our_form_round_trips_with_metadata(tmp_path):
     assert record["meta"] == {"source": "unit-test"} and record["context"] == GOOD["context"]
 
 
+def test_sampler_logprobs_are_read_back_for_the_off_policy_correction(tmp_path):
+    """What task=online and task=serve log (ids with the sampler's log-probs) replays with them."""
+    logged = _with(completion_ids=[5, 6, 7], completion_logprobs=[-0.5, None, -1.25])
+    bad = [_with(id="short", completion_ids=[5, 6], completion_logprobs=[-0.5]),
+           _with(id="text", completion_ids=[5], completion_logprobs=["x"]),
+           _with(id="no_ids", completion_logprobs=[-0.5])]  # fmt: skip
+    result = read_interactions(_write(tmp_path / "logged.jsonl", [logged, *bad]))
+    (x,) = result.interactions
+    assert x.completion_logprobs == [-0.5, None, -1.25] and "completion_logprobs" not in x.meta
+    assert x.to_record()["completion_logprobs"] == [-0.5, None, -1.25]
+    assert result.skipped == {"wrong_type": 3}
+
+
 def test_authors_form_maps_roles(tmp_path):
     path = _write(tmp_path / "authors.jsonl", [json.dumps(AUTHORS)])
     (x,) = read_interactions(path).interactions

@@ -4,7 +4,8 @@ Two forms are accepted:
 
 - ours: ``context`` (list of ``{role, content}``, roles system/user/assistant), ``completion`` and
   ``followup`` (strings), optional ``id``, ``conversation_id``, ``turn``, ``completion_ids``,
-  ``completion_ended``, ``meta``; any other key is kept as source metadata in ``meta``;
+  ``completion_ended``, ``completion_logprobs`` (aligned with ``completion_ids``), ``meta``; any
+  other key is kept as source metadata in ``meta``;
 - the authors': ``prompt`` (list of ``{from, value}`` with human/gpt/system), ``completion`` and
   ``user_response`` (``{from, value}`` or a plain string).
 """
@@ -25,7 +26,7 @@ AUTHOR_ROLES = {
 }
 
 OUR_KEYS = {"id", "conversation_id", "turn", "context", "completion", "followup", "completion_ids",
-            "completion_ended", "meta"}  # fmt: skip
+            "completion_ended", "completion_logprobs", "meta"}  # fmt: skip
 AUTHOR_KEYS = {"prompt", "completion", "user_response"}
 
 # Every reason a record can be rejected for, in the order they are checked.
@@ -147,6 +148,19 @@ def _completion_ids(obj: dict) -> list[int] | None:
     return ids
 
 
+def _completion_logprobs(obj: dict, ids: list[int] | None) -> list[float | None] | None:
+    values = obj.get("completion_logprobs")
+    if values is None:
+        return None
+    if not isinstance(values, list) or not all(
+        v is None or (isinstance(v, int | float) and not isinstance(v, bool)) for v in values
+    ):
+        raise BadRecord("wrong_type", "completion_logprobs must be a list of numbers (null where unknown)")
+    if ids is None or len(values) != len(ids):
+        raise BadRecord("wrong_type", "completion_logprobs needs completion_ids of the same length")
+    return [None if v is None else float(v) for v in values]
+
+
 def parse_record(obj: Any, max_total_chars: int | None = None) -> Interaction:
     """Validate one decoded JSON value and build the interaction; raise BadRecord otherwise."""
     if not isinstance(obj, dict):
@@ -166,6 +180,7 @@ def parse_record(obj: Any, max_total_chars: int | None = None) -> Interaction:
     if not isinstance(meta, dict):
         raise BadRecord("wrong_type", "meta must be an object")
     meta = {**{k: v for k, v in obj.items() if k not in OUR_KEYS}, **meta}
+    completion_ids = _completion_ids(obj)
     interaction = Interaction(
         context=context,
         completion=completion,
@@ -173,9 +188,10 @@ def parse_record(obj: Any, max_total_chars: int | None = None) -> Interaction:
         id=_optional_id(obj, "id"),
         conversation_id=_optional_id(obj, "conversation_id"),
         turn=turn,
-        completion_ids=_completion_ids(obj),
+        completion_ids=completion_ids,
         completion_ended=ended,
         meta=meta,
+        completion_logprobs=_completion_logprobs(obj, completion_ids),
     )
     _check_interaction(interaction, max_total_chars)
     return interaction
