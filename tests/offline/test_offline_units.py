@@ -137,6 +137,16 @@ def test_resume_refuses_changed_settings_and_allows_a_longer_run(tmp_path):
     check_compatible(saved, {**saved, "trainer.max_steps": 20}, tmp_path)
 
 
+def test_resume_allows_options_that_only_change_how_a_step_is_computed(tmp_path):
+    """A run started before loss.shared_prefix became the default (or with another chunk size) resumes;
+    a change of what the loss computes does not."""
+    loss = {"name": "pg", "shared_prefix": False, "chunk_size": 128, "ignore_first_k": 0}
+    saved = {"seed": 1, "loss": loss, "global_batch": 8}
+    check_compatible(saved, {**saved, "loss": {**loss, "shared_prefix": True, "chunk_size": 64}}, tmp_path)
+    with pytest.raises(ConfigError, match="loss"):
+        check_compatible(saved, {**saved, "loss": {**loss, "ignore_first_k": 2}}, tmp_path)
+
+
 def test_truncate_metrics_keeps_rows_up_to_the_step(tmp_path):
     path = tmp_path / "metrics.jsonl"
     rows = [{"step": s, "x": s} for s in (0, 1, 2, 3, 4)]

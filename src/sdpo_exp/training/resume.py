@@ -52,8 +52,22 @@ def fingerprint(cfg: DictConfig, global_batch: int, keys: tuple[str, ...] = LEAR
     return json.loads(json.dumps(out, default=str))
 
 
+# Options that choose how a step is computed, not what it computes: a run may resume with others.
+PATH_ONLY = {"loss": ("shared_prefix", "chunk_size")}
+
+
+def _comparable(fingerprint_: dict[str, Any]) -> dict[str, Any]:
+    out = dict(fingerprint_)
+    for key, options in PATH_ONLY.items():
+        if isinstance(out.get(key), dict):
+            out[key] = {k: v for k, v in out[key].items() if k not in options}
+    return out
+
+
 def check_compatible(saved: dict[str, Any], current: dict[str, Any], path: Path) -> None:
-    """Refuse a checkpoint whose settings differ from the current ones (but for the run length)."""
+    """Refuse a checkpoint whose settings differ from the current ones (but for the run length and
+    the options of `PATH_ONLY`)."""
+    saved, current = _comparable(saved), _comparable(current)
     strict = [k for k in sorted(set(saved) | set(current)) if k not in LENGTH_KEYS]
     changed = [k for k in strict if saved.get(k) != current.get(k)]
     if changed:
