@@ -266,7 +266,7 @@ def test_offline_before_prepare_says_which_command_makes_the_file(run_cli, tmp_p
     proc = run_cli(["task=offline", "dataset=wildchat", f"paths.data_dir={tmp_path / 'none'}",
                     f"hydra.run.dir={tmp_path / 'run'}"])  # fmt: skip
     assert proc.returncode == 1
-    out = proc.stdout + proc.stderr
+    out = " ".join((proc.stdout + proc.stderr).split())  # the console wraps long lines at its width
     assert "does not exist: prepare it first with `python run.py task=prepare dataset=wildchat`" in out
 
 

@@ -14,8 +14,10 @@ from sdpo_exp.interaction import Interaction
 from sdpo_exp.sdpo.batching import BatchBuilder
 from sdpo_exp.sdpo.logprobs import completion_hidden_states
 from sdpo_exp.sdpo.packing import (
+    FREE,
     PackedRows,
-    block_mask,
+    allowed_keys,
+    first_fit_bins,
     packed_completion_hidden_states,
     packed_suffix_hidden_states,
     packing_problem,
@@ -25,31 +27,49 @@ from sdpo_exp.sdpo.prefix import shared_prefix_lengths
 from conftest import CACHE_DIR, model_cfg
 
 
+def test_rows_go_first_fit_into_bins_no_wider_than_the_longest_row():
+    spans = [5, 9, 2, 4, 3, 9, 1]
+    bins = first_fit_bins(spans, capacity=9)
+    loads = [sum(s for s, k in zip(spans, bins, strict=True) if k == b) for b in range(max(bins) + 1)]
+    assert max(loads) <= 9 and sum(loads) == sum(spans)
+    assert len(loads) == 4  # 9 | 9 | 5 + 4 | 3 + 2 + 1
+    assert first_fit_bins([], capacity=0) == []
+
+
 def test_layout_of_right_padded_rows_and_of_suffixes():
     mask = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0], [1, 1, 1, 1]])
-    rows = PackedRows.of(mask)
-    assert rows.starts.tolist() == [0, 3, 4] and rows.total == 8
-    assert rows.doc.tolist() == [0, 0, 0, 1, 2, 2, 2, 2]
-    assert rows.pos.tolist() == [0, 1, 2, 0, 0, 1, 2, 3]
+    rows = PackedRows.of(mask)  # row 2 (4 tokens) alone; rows 0 (3) and 1 (1) share a bin of width 4
+    assert rows.bins.tolist() == [1, 1, 0] and rows.starts.tolist() == [0, 3, 0] and rows.width == 4
+    assert rows.doc.tolist() == [[2, 2, 2, 2], [0, 0, 0, 1]]
+    assert rows.pos.tolist() == [[0, 1, 2, 3], [0, 1, 2, 0]]
     ids = torch.arange(12).reshape(3, 4)
-    assert rows.pack(ids).tolist() == [[0, 1, 2, 4, 8, 9, 10, 11]]
-    suffix = PackedRows.of(mask, offsets=torch.tensor([1, 0, 3]))
-    assert suffix.pack(ids).tolist() == [[1, 2, 4, 11]] and suffix.pos.tolist() == [1, 2, 0, 3]
+    assert rows.pack(ids).tolist() == [[8, 9, 10, 11], [0, 1, 2, 4]]
     # the hidden state predicting completion token j of row b sits at prompt_len_b + j - 1 in its row
     completion = torch.tensor([[True, True], [False, False], [True, False]])
-    assert rows.completion_slots(torch.tensor([1, 1, 3]), completion).tolist() == [0, 1, 6]
-    assert suffix.completion_slots(torch.tensor([2, 1, 4]), completion[[0, 1, 2]]).tolist() == [0, 1, 3]
+    assert rows.completion_slots(torch.tensor([1, 1, 3]), completion).tolist() == [4, 5, 2]
+    # suffixes after offsets P_b go into the bins of their rows; free slots are marked
+    suffix = PackedRows.of(mask, offsets=torch.tensor([1, 0, 3]), bins=rows.bins)
+    assert suffix.doc.tolist() == [[2, FREE, FREE], [0, 0, 1]] and suffix.pos.tolist() == [
+        [3, 0, 0],
+        [1, 2, 0],
+    ]
+    assert suffix.pack(ids).tolist() == [[11, 0, 0], [1, 2, 4]]
+    assert suffix.completion_slots(torch.tensor([2, 1, 4]), completion).tolist() == [3, 4, 0]
 
 
-def test_mask_matches_brute_force(tiny_model):
-    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])
+def test_mask_matches_brute_force():
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 0, 0, 0, 0], [1, 1, 1, 1, 1]])
     rows = PackedRows.of(mask)
-    built = block_mask(tiny_model, rows.doc, rows.pos, rows.doc, rows.pos)[0, 0]
-    allowed = built == 0 if built.dtype != torch.bool else built  # tiny_random runs eager attention
-    for i in range(rows.total):
-        for j in range(rows.total):
-            same = rows.doc[i] == rows.doc[j]
-            assert bool(allowed[i, j]) == bool(same and rows.pos[j] <= rows.pos[i]), (i, j)
+    allowed = allowed_keys(rows.doc, rows.pos, rows.doc, rows.pos)
+    assert (rows.doc == FREE).any(), "the test wants a free slot"
+    for k in range(rows.doc.shape[0]):
+        for i in range(rows.width):
+            for j in range(rows.width):
+                d_i, d_j = int(rows.doc[k, i]), int(rows.doc[k, j])
+                expected = (d_i == d_j != FREE and rows.pos[k, j] <= rows.pos[k, i]) or (
+                    d_i == FREE and i == j
+                )
+                assert bool(allowed[k, i, j]) == bool(expected), (k, i, j)
 
 
 def _batch(tokenizer, chat_kwargs):

@@ -1,20 +1,24 @@
-"""Padding-free (packed) passes: the rows of a right-padded batch laid end to end in one sequence.
+"""Padding-free (packed) passes: the rows of a right-padded batch laid end to end in a few sequences.
 
 A right-padded (B, S) batch runs the decoder on B * S slots, of which only sum_b n_b hold tokens;
 with the lengths of logged conversations (tens to thousands of tokens) most of the work is padding.
-A packed pass runs the decoder once on the (1, T) sequence of every row's tokens (T = sum_b n_b):
+A packed pass puts the rows into K sequences ("bins") of width W, first fit in decreasing order of
+length, W being the longest row, so no bin is longer than a padded row was:
 
-    slot starts[b] + t    token t of row b (t < n_b), at position t of its own row (RoPE)
-    attention             causal inside each row, nothing across rows (a block-diagonal mask)
+    bin k, slot starts[b] + t    token t of row b (t < n_b), at position t of its own row (RoPE)
+    attention                    causal inside each row, nothing across rows (a block-diagonal mask)
 
-so every token sees exactly what it sees in the padded pass, and the hidden states predicting the
-completion tokens are picked at slots starts[b] + prompt_len_b + j - 1 in the same row-major order.
-The mask is built here as a 4D mask for the SDPA and eager attention kernels; flash-attention
-kernels take no mask and separate the rows by the restarting position ids instead.
+Every token sees exactly what it sees in the padded pass, and the hidden states predicting the
+completion tokens are picked at slot starts[b] + prompt_len_b + j - 1 of row b's bin, in the same
+row-major order. Packing into bins no wider than the longest row keeps the attention work of a bin
+(W^2 with a dense mask: the SDPA and eager kernels do not skip masked blocks) at that of one padded
+row, while the linear layers, most of the work, run on about sum_b n_b slots instead of B * S. The
+free slots at the end of a bin attend to themselves only. The mask is 4D for SDPA and eager
+attention; flash-attention kernels take no mask and separate rows by the restarting position ids.
 
 The shared-prefix teacher pass (`prefix`) packs too: the student's packed forward records the keys
-and values of its whole sequence, and the teacher's suffixes, packed, attend to slot j of that
-recording iff it belongs to their row and its position is below the row's prefix length P_b.
+and values of its bins, each row's teacher suffix goes into the bin of its student row, and attends
+to a recorded slot iff that slot belongs to its row at a position below the row's prefix length P_b.
 """
 
 from __future__ import annotations
@@ -40,49 +44,86 @@ from sdpo_exp.sdpo.prefix import (
 )
 
 FLASH_PREFIX = "flash"  # attention implementations whose names start with it take no 4D mask
+FREE = -1  # the row of a free slot at the end of a bin
+
+
+def first_fit_bins(spans: list[int], capacity: int) -> list[int]:
+    """The bin of each row: rows in decreasing order of span, each into the first bin it fits."""
+    loads: list[int] = []
+    bins = [0] * len(spans)
+    for i in sorted(range(len(spans)), key=lambda i: (-spans[i], i)):
+        for k, load in enumerate(loads):
+            if load + spans[i] <= capacity:
+                loads[k] += spans[i]
+                bins[i] = k
+                break
+        else:
+            loads.append(spans[i])
+            bins[i] = len(loads) - 1
+    return bins
 
 
 @dataclass(frozen=True)
 class PackedRows:
-    """Where each row of a right-padded batch lies in the packed sequence."""
+    """Where each row of a right-padded batch lies in the packed bins."""
 
-    starts: torch.Tensor  # (B,) long: the slot of each row's first token
-    lengths: torch.Tensor  # (B,) long: n_b
-    doc: torch.Tensor  # (T,) long: the row of each slot
-    pos: torch.Tensor  # (T,) long: the position of each slot within its row
+    bins: torch.Tensor  # (B,) long: the bin of each row
+    starts: torch.Tensor  # (B,) long: the slot of each row's first packed token in its bin
     first: torch.Tensor  # (B,) long: the position of each row's first packed token (0, or P_b)
+    doc: torch.Tensor  # (K, W) long: the row of each slot (FREE for a free slot)
+    pos: torch.Tensor  # (K, W) long: the position of each slot within its row (0 when free)
 
     @classmethod
-    def of(cls, attention_mask: torch.Tensor, offsets: torch.Tensor | None = None) -> PackedRows:
-        """The layout of the rows' valid tokens (from `offsets[b]` on, when given: a suffix)."""
+    def of(
+        cls,
+        attention_mask: torch.Tensor,
+        offsets: torch.Tensor | None = None,
+        bins: torch.Tensor | None = None,
+    ) -> PackedRows:
+        """The layout of the rows' tokens from `offsets[b]` on (all of them without offsets) in the
+        given bins (default: first fit, decreasing, no bin wider than the longest row)."""
         lengths = attention_mask.sum(dim=1).long()
         first = torch.zeros_like(lengths) if offsets is None else offsets.to(lengths.device).long()
-        spans = lengths - first
-        if bool((spans < 0).any()):
+        spans = (lengths - first).tolist()
+        if any(span < 0 for span in spans):
             raise ValueError("a row's offset lies past its last token")
-        starts = torch.cumsum(spans, 0) - spans
-        doc = torch.repeat_interleave(torch.arange(len(spans), device=spans.device), spans)
-        pos = torch.arange(doc.numel(), device=spans.device) - starts[doc] + first[doc]
-        return cls(starts=starts, lengths=lengths, doc=doc, pos=pos, first=first)
+        chosen = first_fit_bins(spans, max(spans, default=0)) if bins is None else bins.tolist()
+        count = max(chosen, default=-1) + 1
+        loads, starts = [0] * count, []
+        for k, span in zip(chosen, spans, strict=True):
+            starts.append(loads[k])
+            loads[k] += span
+        width = max(max(loads, default=0), 1)
+        device = attention_mask.device
+        doc = torch.full((max(count, 1), width), FREE, dtype=torch.long, device=device)
+        pos = torch.zeros_like(doc)
+        for b, (k, start, span) in enumerate(zip(chosen, starts, spans, strict=True)):
+            doc[k, start : start + span] = b
+            pos[k, start : start + span] = torch.arange(int(first[b]), int(first[b]) + span, device=device)
+        as_tensor = lambda values: torch.tensor(values, dtype=torch.long, device=device)  # noqa: E731
+        return cls(bins=as_tensor(chosen), starts=as_tensor(starts), first=first, doc=doc, pos=pos)
 
     @property
-    def total(self) -> int:
-        return int(self.doc.numel())
+    def width(self) -> int:
+        return int(self.doc.shape[1])
 
     def pack(self, ids: torch.Tensor) -> torch.Tensor:
-        """(1, T): the tokens of `ids` (B, S) at this layout's slots."""
-        return ids[self.doc, self.pos][None]
+        """(K, W): the tokens of `ids` (B, S) at this layout's slots (token 0 in free slots)."""
+        used = self.doc != FREE
+        out = torch.zeros(self.doc.shape, dtype=ids.dtype, device=ids.device)
+        out[used] = ids[self.doc[used], self.pos[used]]
+        return out
 
     def completion_slots(self, prompt_lens: torch.Tensor, completion_mask: torch.Tensor) -> torch.Tensor:
-        """(N,) the slots whose hidden states predict the valid completion tokens, row-major: token j
-        of row b is predicted at position prompt_lens[b] + j - 1 of its row."""
-        batch, width = completion_mask.shape
+        """(N,) flat indices into (K * W) of the slots whose hidden states predict the valid completion
+        tokens, row-major: token j of row b is predicted at position prompt_lens[b] + j - 1 of its row."""
+        width = completion_mask.shape[1]
         cols = (
             prompt_lens.to(completion_mask.device)[:, None]
             + torch.arange(width, device=completion_mask.device)
             - 1
         )
-        slots = (self.starts - self.first)[:, None] + cols
+        slots = (self.bins * self.width + self.starts - self.first)[:, None] + cols
         return slots[completion_mask]
 
 
@@ -103,16 +144,31 @@ def takes_4d_mask(model: nn.Module) -> bool:
     return not attention_kind(model).startswith(FLASH_PREFIX)
 
 
-def block_mask(
-    model: nn.Module,
+def allowed_keys(
     q_doc: torch.Tensor,
     q_pos: torch.Tensor,
     kv_doc: torch.Tensor,
     kv_pos: torch.Tensor,
+    free_see_self: bool = True,
 ) -> torch.Tensor:
-    """(1, 1, Q, K) mask letting query i see key j iff they belong to the same row and j's position
-    is not after i's. Boolean for SDPA, additive (0 / dtype minimum) for eager attention."""
-    allowed = ((q_doc[:, None] == kv_doc[None, :]) & (kv_pos[None, :] <= q_pos[:, None]))[None, None]
+    """(K, Q, Kv) bool: query i of a bin may see key j iff both belong to the same row and j's
+    position is not after i's; a free query slot sees only key slot i (itself, when the keys are the
+    queries' own slots: `free_see_self`), so that no query's attention is empty."""
+    same = (q_doc[:, :, None] == kv_doc[:, None, :]) & (q_doc[:, :, None] != FREE)
+    allowed = same & (kv_pos[:, None, :] <= q_pos[:, :, None])
+    free = q_doc == FREE
+    if free_see_self and bool(free.any()):
+        slots = torch.arange(q_doc.shape[1], device=q_doc.device)
+        itself = torch.zeros_like(allowed)
+        itself[:, slots, slots] = True
+        allowed |= itself & free[:, :, None]
+    return allowed
+
+
+def as_attention_mask(model: nn.Module, allowed: torch.Tensor) -> torch.Tensor:
+    """(K, 1, Q, Kv) from (K, Q, Kv) allowed pairs: boolean for SDPA, additive (0 / the dtype's
+    minimum) for eager attention."""
+    allowed = allowed[:, None]
     if attention_kind(model) == "sdpa":
         return allowed
     dtype = unwrap_model(model).get_input_embeddings().weight.dtype
@@ -125,8 +181,8 @@ def block_mask(
 
 @dataclass
 class PackedPrefix:
-    """Keys and values (1, heads, T_s, head_dim) per layer of a whole packed (student) sequence, the
-    rows and positions of its slots, and P_b: how much of each row a teacher suffix may see."""
+    """Keys and values (K, heads, W_s, head_dim) per layer of the packed (student) bins, their
+    layout, and P_b: how much of each row a teacher suffix may see."""
 
     keys: list[torch.Tensor]
     values: list[torch.Tensor]
@@ -144,18 +200,19 @@ def packed_completion_hidden_states(
 ) -> tuple[torch.Tensor, PackedPrefix | None]:
     """(N, H) hidden states predicting the valid completion tokens, row-major (as the padded pass
     gives them), from one packed forward; with `record` (P_b per row) also the keys/values of the
-    whole packed sequence for teacher suffixes (None if the model did not record them)."""
+    packed bins for teacher suffixes (None if the model did not record them)."""
     _check_right_padded(attention_mask)
     rows = PackedRows.of(attention_mask)
-    ids, positions = rows.pack(input_ids), rows.pos[None]
-    mask = block_mask(model, rows.doc, rows.pos, rows.doc, rows.pos) if takes_4d_mask(model) else None
-    kwargs: dict = {"position_ids": positions}
+    mask = None
+    if takes_4d_mask(model):
+        mask = as_attention_mask(model, allowed_keys(rows.doc, rows.pos, rows.doc, rows.pos))
+    kwargs: dict = {"position_ids": rows.pos}
     recorder = None
     if record is not None:
-        recorder = PrefixRecorder(num_layers(model), record, width=rows.total)
+        recorder = PrefixRecorder(num_layers(model), record, width=rows.width)
         kwargs.update(past_key_values=recorder, use_cache=True)
-    hidden = decoder_hidden_states(model, ids, mask, **kwargs)[0]
-    hidden = hidden[rows.completion_slots(prompt_lens, completion_mask)]
+    hidden = decoder_hidden_states(model, rows.pack(input_ids), mask, **kwargs)
+    hidden = hidden.reshape(-1, hidden.shape[-1])[rows.completion_slots(prompt_lens, completion_mask)]
     prefix = None
     if recorder is not None:
         recorded = recorder.prefix()
@@ -177,26 +234,25 @@ def packed_suffix_hidden_states(
     if not takes_4d_mask(model):
         raise ValueError("a packed shared-prefix pass needs SDPA or eager attention (a 4D mask)")
     _check_right_padded(attention_mask)
-    rows = PackedRows.of(attention_mask, offsets=prefix.lengths)
-    ids, positions = rows.pack(input_ids), rows.pos[None]
     cached = prefix.rows
-    kv_doc, kv_pos = torch.cat([cached.doc, rows.doc]), torch.cat([cached.pos, rows.pos])
-    mask = block_mask(model, rows.doc, rows.pos, kv_doc, kv_pos)
+    rows = PackedRows.of(attention_mask, offsets=prefix.lengths, bins=cached.bins)
+    recorded = allowed_keys(rows.doc, rows.pos, cached.doc, cached.pos, free_see_self=False)
     # a recorded slot serves its row's suffix only below P_b (the student's tokens after it differ)
-    usable = torch.cat([cached.pos < prefix.lengths[cached.doc], torch.ones_like(rows.pos, dtype=torch.bool)])
-    mask = _restrict(mask, usable)
-    cache = prefix_cache(prefix.keys, prefix.values)
+    below = torch.zeros_like(cached.doc, dtype=torch.bool)
+    used = cached.doc != FREE
+    below[used] = cached.pos[used] < prefix.lengths.to(cached.doc.device)[cached.doc[used]]
+    recorded &= below[:, None, :]
+    own = allowed_keys(rows.doc, rows.pos, rows.doc, rows.pos)
+    mask = as_attention_mask(model, torch.cat([recorded, own], dim=2))
     hidden = decoder_hidden_states(
-        model, ids, mask, past_key_values=cache, position_ids=positions, use_cache=True
-    )[0]
-    return hidden[rows.completion_slots(prompt_lens, completion_mask)]
-
-
-def _restrict(mask: torch.Tensor, keys_allowed: torch.Tensor) -> torch.Tensor:
-    """`mask` with the keys where `keys_allowed` is False hidden from every query."""
-    if mask.dtype == torch.bool:
-        return mask & keys_allowed[None, None, None, :]
-    return mask.masked_fill(~keys_allowed[None, None, None, :], torch.finfo(mask.dtype).min)
+        model,
+        rows.pack(input_ids),
+        mask,
+        past_key_values=prefix_cache(prefix.keys, prefix.values),
+        position_ids=rows.pos,
+        use_cache=True,
+    )
+    return hidden.reshape(-1, hidden.shape[-1])[rows.completion_slots(prompt_lens, completion_mask)]
 
 
 # -- the passes of a batch, padded or packed ------------------------------------------------------
