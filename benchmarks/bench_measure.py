@@ -95,6 +95,11 @@ def machine(threads: int) -> dict[str, Any]:
         cpu = re.search(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text()).group(1).strip()
     except (OSError, AttributeError):
         pass
+    flags: set[str] = set()
+    try:
+        flags = set(re.search(r"flags\s*:\s*(.+)", Path("/proc/cpuinfo").read_text()).group(1).split())
+    except (OSError, AttributeError):
+        pass
     try:
         mem = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1)) / 1024**2
     except (OSError, AttributeError):
@@ -103,6 +108,8 @@ def machine(threads: int) -> dict[str, Any]:
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "cpu": cpu,
         "cores": os.cpu_count(),
+        # without these, bf16 matrix products are emulated on the CPU (many times slower than float32)
+        "bf16_instructions": sorted(flags & {"avx512_bf16", "amx_bf16"}),
         "memory_gib": round(mem, 1),
         "gpu": torch.cuda.is_available(),
         "python": platform.python_version(),

@@ -74,6 +74,14 @@ def _sizes(result: dict[str, Any]) -> str:
     return text + f", {s['repeats']} timed repeat(s) per method"
 
 
+def _machine_line(m: dict[str, Any]) -> str:
+    bf16 = ", ".join(m.get("bf16_instructions", [])) or "none (bf16 runs emulated)"
+    load = " / ".join(map(str, m.get("load_average_end", [])))
+    return (f"{m['cores']} x {m['cpu']}, CPU bf16 instructions: {bf16}, torch {m['torch']}, "
+            f"{m['torch_threads']} torch thread(s) per worker; load average at the start "
+            f"{' / '.join(map(str, m['load_average']))}{', at the end ' + load if load else ''}.")  # fmt: skip
+
+
 def markdown(results: dict[str, Any], plot_name: str | None) -> str:
     m = results["machine"]
     lines = [
@@ -87,7 +95,12 @@ def markdown(results: dict[str, Any], plot_name: str | None) -> str:
     ]
     if results.get("remeasured"):
         later = ", ".join(f"{part} ({when})" for part, when in sorted(results["remeasured"].items()))
-        lines[-1:] = [f"Parts measured again later with `--part`, on the same machine: {later}.", ""]
+        lines[-1:] = [f"Parts measured again later with `--part`: {later}.", ""]
+        groups: dict[str, list[str]] = {}
+        for part, again in results.get("remeasured_machines", {}).items():
+            groups.setdefault(_machine_line(again), []).append(part)
+        for about, names in groups.items():
+            lines[-1:] = [f"Measured again ({', '.join(sorted(names))}) on {about}", ""]
     parts = results["parts"]
     if "step" in parts:
         r = parts["step"]

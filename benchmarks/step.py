@@ -17,6 +17,7 @@ JSON file `<out>/benchmarks_step.json` (machine, versions, date, load, every run
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -95,8 +96,18 @@ def worker(part: str, spec: dict[str, Any], threads: int) -> dict[str, Any]:
     return PARTS[part](sizes, **kwargs)
 
 
-def run_all(parts: list[str], tiny: bool, threads: int) -> dict[str, Any]:
-    plan = TINY if tiny else FULL
+def with_dtype(plan: dict[str, dict[str, Any]], dtype: str | None) -> dict[str, dict[str, Any]]:
+    """The plan with every part's model weights in `dtype` (None: as planned)."""
+    if dtype is None:
+        return plan
+    return {
+        part: {**spec, "sizes": dataclasses.replace(spec["sizes"], dtype=dtype)}
+        for part, spec in plan.items()
+    }
+
+
+def run_all(parts: list[str], tiny: bool, threads: int, dtype: str | None = None) -> dict[str, Any]:
+    plan = with_dtype(TINY if tiny else FULL, dtype)
     started = time.perf_counter()
     results: dict[str, Any] = {"tiny": tiny, "machine": machine(threads), "parts": {}}
     for part in parts:
@@ -130,6 +141,10 @@ def merge_previous(path: Path, results: dict[str, Any]) -> dict[str, Any]:
     later = dict(previous.get("remeasured", {}))
     later.update({part: results["machine"]["date"] for part in results["parts"]})
     merged["remeasured"] = later
+    machines = dict(previous.get("remeasured_machines", {}))
+    machines.update({part: {**results["machine"], "load_average_end": results["load_average_end"]}
+                     for part in results["parts"]})  # fmt: skip
+    merged["remeasured_machines"] = machines
     return merged
 
 
@@ -152,13 +167,19 @@ def main() -> None:
         default=1,
         help="torch threads per worker (default 1: steadier on a shared machine; docs/benchmarks.md)",
     )
+    parser.add_argument(
+        "--dtype",
+        choices=["bfloat16", "float32"],
+        help="the model weights' dtype in every part (default: bfloat16; float32 where the CPU has no "
+        "bf16 instructions and bf16 runs emulated, many times slower)",
+    )
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(args.worker, json.loads(args.spec), args.threads)))
         return
     parts = [p for p in FULL if p in (args.part or FULL)]
     out = args.out_dir or (REPO / ("outputs/bench-tiny" if args.tiny else "docs"))
-    results = run_all(parts, args.tiny, args.threads)
+    results = run_all(parts, args.tiny, args.threads, args.dtype)
     if args.part:
         results = merge_previous(out / "benchmarks_step.json", results)
     plot_name = None

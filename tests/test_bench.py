@@ -63,7 +63,8 @@ def test_the_step_benchmark_runs_every_part_in_tiny_mode(tmp_path):
     subprocess.run(args + ["--part", "teacher"], check=True, capture_output=True, timeout=600)
     text = doc.read_text()
     assert text.count("<!-- step-results:start -->") == 1 and "**Whole offline step**" in text
-    assert "Parts measured again later with `--part`, on the same machine: teacher (" in text
+    assert "Parts measured again later with `--part`: teacher (" in text
+    assert "Measured again (teacher) on " in text and "CPU bf16 instructions: " in text
     again = json.loads((tmp_path / "benchmarks_step.json").read_text())
     assert set(again["parts"]) == PARTS and again["parts"]["step"] == parts["step"]
     assert set(again["remeasured"]) == {"teacher"}
