@@ -112,9 +112,10 @@ def part_realistic(
         micro_shapes = [builder.collate([builder.encode_one(i) for i in m]) for m in micro]
         padded = sum(int(b.student_input_ids.numel() + b.teacher_input_ids.numel()) for b in micro_shapes)
 
-        # the warm-up: each method once on the first two interactions, a micro-batch of one each
-        warm = split_micro_batches(interactions[:2], 1, accumulation)
-        warm_batch = builder.collate([builder.encode_one(i) for i in interactions[:2]])
+        # the warm-up: each method once on the first interactions, a micro-batch of one each (TRL's
+        # trainer splits its batch into `accumulation` micro-batches, none of which may be empty)
+        warm = split_micro_batches(interactions[:accumulation], 1, accumulation)
+        warm_batch = builder.collate([builder.encode_one(i) for i in interactions[:accumulation]])
 
         def run_ours(micro: list[list[Any]] = micro) -> float:
             return float(ours.step(micro, interactions[0])["loss"])
